@@ -1,0 +1,181 @@
+"""Command line: serve (default), check-config, once, demo, simulate."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+
+from exporter import __version__, logs
+from exporter.config import Config, ConfigError, load_config
+from exporter.exposition import Publisher
+from exporter.poller import ServerPoller, start_pollers
+from exporter.web import WebServer, parse_listen_address
+
+log = logging.getLogger("exporter")
+
+COMMANDS = ("serve", "check-config", "once", "demo", "simulate")
+EXIT_CONFIG = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rocketchat-omnichannel-exporter",
+        description="Prometheus exporter for Rocket.Chat Omnichannel agent availability.",
+        epilog="Commands: serve (default), check-config, once (one poll, exposition to stdout), "
+        "demo (built-in simulator, no Rocket.Chat needed), simulate (run the simulator alone; "
+        "see 'simulate --help').",
+    )
+    p.add_argument("command", nargs="?", default="serve", choices=COMMANDS[:-1])
+    p.add_argument(
+        "--config.file",
+        dest="config_file",
+        default="config.yaml",
+        help="path to the YAML configuration (default: config.yaml)",
+    )
+    p.add_argument(
+        "--web.listen-address",
+        dest="listen",
+        default=":9875",
+        help="address to serve /metrics on (default: :9875)",
+    )
+    p.add_argument(
+        "--web.config.file",
+        dest="web_config",
+        default=None,
+        help="optional TLS / basic auth configuration for the exporter's endpoint",
+    )
+    p.add_argument("--log.level", dest="log_level", default="info", choices=list(logs.LEVELS))
+    p.add_argument("--log.format", dest="log_format", default="logfmt", choices=["logfmt", "json"])
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "simulate":
+        from exporter.simulator.cli import main as simulate  # the simulator is demo/test only
+
+        return simulate(argv[1:])
+    args = build_parser().parse_args(argv)
+    logs.setup(args.log_level, args.log_format)
+    if args.command == "demo":
+        return demo(args)
+    try:
+        config = load_config(args.config_file)
+    except ConfigError as exc:
+        print(f"error: {args.config_file}: invalid configuration:\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        print(describe(config))
+        return 0
+    if args.command == "once":
+        return once(config)
+    return serve(config, args.listen)
+
+
+def describe(config: Config) -> str:
+    """A summary of a valid config, without secrets."""
+    lines = [
+        "configuration is valid",
+        f"poll_interval: {config.poll_interval:g}s, max_staleness: {config.max_staleness:g}s",
+        "windows: " + ", ".join(w.name for w in config.windows),
+    ]
+    for s in config.servers:
+        staffing = "staffing schedule" if s.staffing else "no staffing schedule"
+        lines.append(f"server {s.name}: {s.url} (timezone {s.timezone}, {staffing})")
+    return "\n".join(lines)
+
+
+def once(config: Config) -> int:
+    publisher = Publisher([s.name for s in config.servers], config.max_staleness)
+    stop = threading.Event()
+    ok = True
+    for server in config.servers:
+        poller = ServerPoller(server, config, publisher, stop=stop)
+        try:
+            ok = poller.run_poll() and ok
+        finally:
+            poller.close()
+    sys.stdout.buffer.write(publisher.page(time.time()))
+    sys.stdout.flush()
+    return 0 if ok else 1
+
+
+def serve(config: Config, listen: str, stop: threading.Event | None = None) -> int:
+    try:
+        address = parse_listen_address(listen)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    stop = stop or threading.Event()
+    publisher = Publisher([s.name for s in config.servers], config.max_staleness)
+    try:
+        web = WebServer(address, publisher)
+    except OSError as exc:
+        print(f"error: --web.listen-address {listen}: {exc.strerror}", file=sys.stderr)
+        return 1
+    _install_signal_handlers(stop)
+    web.start()
+    log.info("listening", extra={"address": listen, "port": web.port, "version": __version__})
+    start_pollers(config, publisher, stop)
+    stop.wait()
+    log.info("shutting down")
+    web.stop()
+    return 0
+
+
+def _install_signal_handlers(stop: threading.Event) -> None:
+    def handle(signum, _frame):
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+
+DEMO_CONFIG = """\
+poll_interval: 15s
+windows: [1h, 8h, 24h, 7d, today, yesterday]
+staffing:
+  default: 1
+  rules:
+    - days: [mon, tue, wed, thu, fri]
+      from: "08:00"
+      to: "18:00"
+      agents: 5
+servers:
+  - name: demo
+    url: {url}
+    user_id: {user_id}
+    auth_token: {token}
+    timezone: UTC
+"""
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Run the simulator in-process and the exporter against it over real HTTP."""
+    from exporter.simulator import Simulator, SimulatorConfig, serve as serve_simulator
+
+    sim_config = SimulatorConfig(agents=50, seed=1, timezone="UTC")
+    sim_server = serve_simulator(Simulator(sim_config), host="127.0.0.1", port=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "config.yaml")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(
+                DEMO_CONFIG.format(
+                    url=sim_server.url, user_id=sim_config.user_id, token=sim_config.auth_token
+                )
+            )
+        config = load_config(path)
+        log.info("demo: simulated Rocket.Chat with 50 agents", extra={"url": sim_server.url})
+        try:
+            return serve(config, args.listen)
+        finally:
+            sim_server.stop()

@@ -1,0 +1,125 @@
+"""The validated configuration, as frozen values. Parsing lives in `loader.py`."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from datetime import date, time
+from typing import Literal
+
+WindowKind = Literal["duration", "today", "yesterday"]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A reporting window: rolling `[now - seconds, now]`, or a server-local calendar day."""
+
+    name: str  # the `window` label, exactly as written in the config ("1h", "7d", "today")
+    kind: WindowKind
+    seconds: float = 0.0  # only for kind == "duration"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentFilter:
+    include: re.Pattern[str]
+    exclude: re.Pattern[str] | None
+    per_agent: bool = True
+
+    def wants(self, username: str) -> bool:
+        if not self.include.fullmatch(username):
+            return False
+        return not (self.exclude is not None and self.exclude.fullmatch(username))
+
+
+@dataclass(frozen=True, slots=True)
+class StaffingRule:
+    days: frozenset[int]  # 0 = Monday ... 6 = Sunday (date.weekday())
+    start: time  # local wall-clock time in the staffing timezone, inclusive
+    end: time  # exclusive; end > start (a rule does not cross midnight)
+    agents: int
+
+
+@dataclass(frozen=True, slots=True)
+class Staffing:
+    timezone: str  # IANA name
+    default: int = 0
+    rules: tuple[StaffingRule, ...] = ()
+    holidays: frozenset[date] = frozenset()
+
+
+class Secret:
+    """A credential given inline or as a file that is re-read when it changes.
+
+    Never renders its value: repr/str show only where it comes from.
+    """
+
+    def __init__(self, *, value: str | None = None, path: str | None = None, key: str = ""):
+        if (value is None) == (path is None):
+            raise ValueError("exactly one of value or path")
+        self._value = value
+        self.path = path
+        self.key = key  # config key path, for messages
+        self._lock = threading.Lock()
+        self._stamp: tuple[float, int] | None = None
+
+    def get(self) -> str:
+        """The current value; a file is re-read when its mtime or size changed."""
+        if self.path is None:
+            assert self._value is not None
+            return self._value
+        with self._lock:
+            st = os.stat(self.path)
+            stamp = (st.st_mtime, st.st_size)
+            if stamp != self._stamp or self._value is None:
+                with open(self.path, encoding="utf-8") as f:
+                    self._value = f.read().strip()
+                self._stamp = stamp
+            return self._value
+
+    def __repr__(self) -> str:
+        where = f"file {self.path}" if self.path else "inline"
+        return f"Secret({self.key}: {where})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and (self._value, self.path) == (other._value, other.path)
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    name: str
+    url: str  # without trailing slash
+    user_id: Secret
+    auth_token: Secret
+    timezone: str = "UTC"
+    verify_tls: bool = True
+    ca_file: str | None = None  # CA bundle for verify_tls (PEM); None = system store
+    timeout: float = 10.0
+    staffing: Staffing | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    servers: tuple[ServerConfig, ...]
+    poll_interval: float = 60.0
+    max_staleness: float = 300.0
+    windows: tuple[Window, ...] = field(default_factory=tuple)
+    agents: AgentFilter = field(
+        default_factory=lambda: AgentFilter(include=re.compile(".*"), exclude=None)
+    )
+    windows_include_open_sessions: bool = True
+
+    @property
+    def history_days(self) -> int:
+        """How many past server-local days the longest window can reach (cache bound)."""
+        longest = 0.0
+        for w in self.windows:
+            longest = max(longest, w.seconds if w.kind == "duration" else 86400.0 * 2)
+        # +1: a rolling window starting mid-day touches one more calendar day.
+        return int(-(-longest // 86400)) + 1
