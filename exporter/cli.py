@@ -161,7 +161,8 @@ servers:
 
 def demo(args: argparse.Namespace) -> int:
     """Run the simulator in-process and the exporter against it over real HTTP."""
-    from exporter.simulator import Simulator, SimulatorConfig, serve as serve_simulator
+    from exporter.simulator import Simulator, SimulatorConfig
+    from exporter.simulator import serve as serve_simulator
 
     sim_config = SimulatorConfig(agents=50, seed=1, timezone="UTC")
     sim_server = serve_simulator(Simulator(sim_config), host="127.0.0.1", port=0)

@@ -86,11 +86,21 @@ class Process:
         return self.proc.returncode
 
 
-def start_exporter(config_path: Path, tmp: Path, port: int | None = None, *extra: str) -> tuple[Process, str]:
+def start_exporter(
+    config_path: Path, tmp: Path, port: int | None = None, *extra: str
+) -> tuple[Process, str]:
     port = port or free_port()
     proc = Process(
-        [sys.executable, "-m", "exporter", "--config.file", str(config_path),
-         "--web.listen-address", f"127.0.0.1:{port}", *extra],
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "--config.file",
+            str(config_path),
+            "--web.listen-address",
+            f"127.0.0.1:{port}",
+            *extra,
+        ],
         tmp / f"exporter-{port}.log",
     )
     return proc, f"http://127.0.0.1:{port}"
@@ -99,22 +109,41 @@ def start_exporter(config_path: Path, tmp: Path, port: int | None = None, *extra
 class Prometheus:
     """Debian's prometheus in the foreground with a temp config and data dir."""
 
-    def __init__(self, tmp: Path, scrape_targets: list[str], rule_files: list[str] = (),
-                 scrape_interval: str = "1s", job: str = "rocketchat-omnichannel"):
+    def __init__(
+        self,
+        tmp: Path,
+        scrape_targets: list[str],
+        rule_files: list[str] = (),
+        scrape_interval: str = "1s",
+        job: str = "rocketchat-omnichannel",
+    ):
         binary = require_binary("prometheus")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cfg = tmp / "prometheus.yml"
-        cfg.write_text(json.dumps({
-            "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
-            "rule_files": [str(Path(r).resolve()) for r in rule_files],
-            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": scrape_targets}]}],
-        }))
+        cfg.write_text(
+            json.dumps(
+                {
+                    "global": {
+                        "scrape_interval": scrape_interval,
+                        "evaluation_interval": scrape_interval,
+                    },
+                    "rule_files": [str(Path(r).resolve()) for r in rule_files],
+                    "scrape_configs": [
+                        {"job_name": job, "static_configs": [{"targets": scrape_targets}]}
+                    ],
+                }
+            )
+        )
         data = tmp / "prom-data"
         data.mkdir()
         self.proc = Process(
-            [binary, f"--config.file={cfg}", f"--storage.tsdb.path={data}",
-             f"--web.listen-address=127.0.0.1:{self.port}"],
+            [
+                binary,
+                f"--config.file={cfg}",
+                f"--storage.tsdb.path={data}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ],
             tmp / "prometheus.log",
         )
         wait_for(lambda: http_get(self.url + "/-/ready")[0] == 200, 30, "prometheus ready")

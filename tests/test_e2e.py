@@ -1,0 +1,136 @@
+"""End to end through the real path: simulator process -> exporter process -> Prometheus.
+
+Prometheus scrapes the exporter every second; the metrics are read back through its query API.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.procs import Process, Prometheus, free_port, http_get, start_exporter, wait_for
+
+pytestmark = pytest.mark.e2e
+
+TEAM_METRICS = [
+    "rocketchat_omnichannel_agents_active",
+    "rocketchat_omnichannel_available_agents_min",
+    "rocketchat_omnichannel_available_agents_max",
+    "rocketchat_omnichannel_available_agents_avg",
+    "rocketchat_omnichannel_unstaffed_seconds",
+    "rocketchat_omnichannel_understaffed_seconds",
+]
+AGENT_WINDOW_METRICS = [
+    "rocketchat_omnichannel_agent_available_seconds",
+    "rocketchat_omnichannel_agent_available_ratio",
+    "rocketchat_omnichannel_agent_service_intervals",
+]
+SERVER_METRICS = [
+    "rocketchat_omnichannel_up",
+    "rocketchat_omnichannel_last_success_timestamp_seconds",
+    "rocketchat_omnichannel_poll_duration_seconds",
+    "rocketchat_omnichannel_agents_truncated",
+    "rocketchat_omnichannel_required_agents",
+]
+
+
+def start_simulator(tmp: Path, agents: int = 20, *extra: str) -> tuple[Process, str]:
+    port = free_port()
+    proc = Process(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "simulate",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--agents",
+            str(agents),
+            "--user-id",
+            "e2e-user",
+            "--auth-token",
+            "e2e-token-XYZ",
+            "--rate-limit",
+            "0",
+            *extra,
+        ],
+        tmp / "simulator.log",
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: http_get(url + "/api/info")[0] == 200, 20, "simulator up")
+    return proc, url
+
+
+def write_config(tmp: Path, sim_url: str, **extra: str) -> Path:
+    (tmp / "user-id").write_text("e2e-user\n")
+    (tmp / "token").write_text("e2e-token-XYZ\n")
+    cfg = tmp / "config.yaml"
+    cfg.write_text(
+        f"""\
+poll_interval: 2s
+windows: [1h, 8h, 24h, 7d, today, yesterday]
+staffing:
+  default: 2
+servers:
+  - name: sim
+    url: {sim_url}
+    user_id_file: user-id
+    auth_token_file: token
+    timezone: UTC
+"""
+    )
+    return cfg
+
+
+@pytest.fixture
+def stack(tmp_path):
+    procs: list = []
+    try:
+        sim, sim_url = start_simulator(tmp_path)
+        procs.append(sim)
+        exporter, url = start_exporter(write_config(tmp_path, sim_url), tmp_path)
+        procs.append(exporter)
+        wait_for(lambda: http_get(url + "/readyz")[0] == 200, 60, "exporter ready")
+        prom = Prometheus(tmp_path, [url.removeprefix("http://")])
+        procs.append(prom)
+        yield url, prom, exporter
+    finally:
+        for p in reversed(procs):
+            p.stop()
+
+
+def test_prometheus_scrapes_every_metric_from_the_real_exporter(stack):
+    url, prom, exporter = stack
+    wait_for(lambda: prom.query("rocketchat_omnichannel_up == 1"), 30, "up == 1 in prometheus")
+    for name in SERVER_METRICS:
+        assert prom.query(name), f"{name} missing in prometheus"
+    for name in TEAM_METRICS:
+        windows = {r["metric"]["window"] for r in prom.query(name)}
+        assert windows == {"1h", "8h", "24h", "7d", "today", "yesterday"}, name
+    for name in AGENT_WINDOW_METRICS:
+        assert prom.query(f'{name}{{window="7d"}}'), name
+    statuses = {r["metric"]["status"] for r in prom.query("rocketchat_omnichannel_agents")}
+    assert statuses == {"available", "away", "busy", "offline"}
+    # Per-agent 7d ratios are real fractions, and at least one agent worked this week.
+    ratios = [
+        float(r["value"][1])
+        for r in prom.query('rocketchat_omnichannel_agent_available_ratio{window="7d"}')
+    ]
+    assert all(0 <= r <= 1 for r in ratios) and max(ratios) > 0
+    codes = {r["metric"]["code"] for r in prom.query("rocketchat_omnichannel_api_requests_total")}
+    assert codes == {"200"}
+    assert prom.query("rocketchat_omnichannel_exporter_build_info")
+
+
+def test_endpoints_and_secrets(stack):
+    url, _prom, exporter = stack
+    status, body = http_get(url + "/")
+    assert status == 200 and b"sim" in body and b"metrics" in body
+    assert http_get(url + "/healthz")[0] == 200
+    assert http_get(url + "/nope")[0] == 404
+    _, metrics = http_get(url + "/metrics")
+    for text in (body, metrics, exporter.log().encode()):
+        assert b"e2e-token-XYZ" not in text
+        assert b"e2e-user" not in text

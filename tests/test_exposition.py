@@ -1,0 +1,132 @@
+"""Exposition: text format that promtool accepts, escaping, staleness, render-once."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+
+from exporter.availability import AgentWindow, TeamWindow
+from exporter.exposition import METRIC_NAMES, Publisher, ServerHealth, ServerView, render
+from exporter.model import ParseStats
+from exporter.snapshot import AgentRow, ServerSnapshot
+from tests.support.procs import require_binary
+
+NASTY = 'a"b\\c\nd <script>é'
+
+
+def snapshot(server="main", taken_at=1000.0, agent="alice") -> ServerSnapshot:
+    return ServerSnapshot(
+        server=server,
+        taken_at=taken_at,
+        agents=(
+            AgentRow(
+                agent=agent,
+                windows=(
+                    ("1h", AgentWindow(1800.0, 0.5, 2)),
+                    ("today", AgentWindow(3600, 0.25, 3)),
+                ),
+                reported=(("today", 3700.0),),
+                last_available=990.5,
+                available=True,
+                open_session_seconds=120.0,
+            ),
+        ),
+        team=(("1h", TeamWindow(3, 0.0, 2.0, 1.25, 60.0, 300.0)),),
+        status_counts=(("available", 1), ("away", 0), ("busy", 0), ("offline", 2)),
+        required_agents=2,
+        truncated=0,
+        anomalies=ParseStats(1, 0, 2),
+    )
+
+
+def health(server="main", up=True) -> ServerHealth:
+    return ServerHealth(
+        server=server,
+        up=up,
+        last_success=1000.0,
+        last_poll=1000.0,
+        poll_duration=0.25,
+        requests=(("history", "200", 9), ("agents", "429", 1)),
+        poll_errors=(("rate_limited", 1),),
+    )
+
+
+def test_render_has_every_metric_with_values():
+    text = render([ServerView(health(), snapshot())]).decode()
+    assert (
+        'rocketchat_omnichannel_agent_available_seconds{server="main",agent="alice",window="1h"} 1800'
+        in text
+    )
+    assert (
+        'rocketchat_omnichannel_agent_available_ratio{server="main",agent="alice",window="today"} 0.25'
+        in text
+    )
+    assert (
+        'rocketchat_omnichannel_agent_reported_available_seconds{server="main",agent="alice",window="today"} 3700'
+        in text
+    )
+    assert 'rocketchat_omnichannel_available_agents_avg{server="main",window="1h"} 1.25' in text
+    assert (
+        'rocketchat_omnichannel_api_requests_total{server="main",endpoint="agents",code="429"} 1'
+        in text
+    )
+    assert 'rocketchat_omnichannel_exporter_build_info{version="' in text
+    for name in METRIC_NAMES:
+        assert f"# TYPE {name} " in text, name
+    assert "background polling" in text  # HELP says where values come from
+
+
+def test_promtool_accepts_the_exposition_with_hostile_names():
+    promtool = require_binary("promtool")
+    page = render(
+        [ServerView(health(), snapshot(agent=NASTY)), ServerView(health("b"), snapshot("b"))]
+    )
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=page, capture_output=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr.decode() + result.stdout.decode()
+    assert result.stdout.decode().strip() == "" and result.stderr.decode().strip() == ""
+    assert b'agent="a\\"b\\\\c\\nd <script>\xc3\xa9"' in page
+
+
+def test_stale_snapshot_is_dropped_but_health_remains():
+    pub = Publisher(["main"], max_staleness=300)
+    pub.update(health(), snapshot(taken_at=1000.0), now=1000.0)
+    assert b"agent_available_seconds" in pub.page(1200.0)
+    failed = ServerHealth(server="main", up=False, last_success=1000.0, last_poll=1400.0)
+    pub.update(failed, None, now=1400.0)  # a failed poll keeps the old snapshot...
+    page = pub.page(1400.0).decode()
+    assert "agent_available_seconds" not in page  # ...until it is older than max_staleness
+    assert 'rocketchat_omnichannel_up{server="main"} 0' in page
+    assert "last_success_timestamp_seconds" in page
+
+
+def test_failed_poll_keeps_previous_snapshot():
+    pub = Publisher(["main"], max_staleness=300)
+    pub.update(health(), snapshot(taken_at=1000.0), now=1000.0)
+    pub.update(ServerHealth(server="main", up=False, last_poll=1060.0), None, now=1060.0)
+    page = pub.page(1060.0).decode()
+    assert 'agent="alice",window="1h"} 1800' in page
+
+
+def test_page_is_rendered_once_per_update_and_gzipped(monkeypatch):
+    import exporter.exposition as exposition
+
+    calls = []
+    real = exposition.render
+    monkeypatch.setattr(exposition, "render", lambda views: calls.append(1) or real(views))
+    pub = Publisher(["main"], max_staleness=300)
+    pub.update(health(), snapshot(), now=1000.0)
+    for _ in range(5):
+        plain = pub.page(1001.0)
+    assert len(calls) == 1
+    assert gzip.decompress(pub.page(1001.0, gzipped=True)) == plain
+
+
+def test_ready_only_after_every_server_succeeded():
+    pub = Publisher(["a", "b"], max_staleness=300)
+    assert not pub.ready()
+    pub.update(health("a"), snapshot("a"), now=1000.0)
+    assert not pub.ready()
+    pub.update(health("b"), snapshot("b"), now=1000.0)
+    assert pub.ready()
