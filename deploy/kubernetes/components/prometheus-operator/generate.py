@@ -49,7 +49,7 @@ def load_groups(rules_dir: Path) -> tuple[list[str], list[dict[str, Any]]]:
             continue
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         if not isinstance(doc, dict) or not isinstance(doc.get("groups"), list):
-            raise SystemExit(f"error: {path}: expected a Prometheus rule file with a `groups:` list")
+            raise SystemExit(f"error: {path}: not a Prometheus rule file (no `groups:` list)")
         used.append(name)
         groups.extend(doc["groups"])
     if not used:
