@@ -126,12 +126,13 @@ class ServerPoller:
 
     def _effective_interval(self, duration: float) -> float:
         configured = self.config.poll_interval
-        stretched = duration > configured
+        stretched = max(duration, self.client.min_poll_interval) > configured
         if stretched != self._stretched:
             self._stretched = stretched
             if stretched:
                 log.warning(
-                    "poll took longer than poll_interval; polling as fast as Rocket.Chat allows",
+                    "poll_interval too short for Rocket.Chat's rate limit or poll duration;"
+                    " polling as fast as allowed",
                     extra={
                         "server": self.server.name,
                         "poll_seconds": round(duration, 1),
@@ -140,7 +141,7 @@ class ServerPoller:
                 )
             else:
                 log.info("polls fit poll_interval again", extra={"server": self.server.name})
-        return max(configured, duration)
+        return max(configured, duration, self.client.min_poll_interval)
 
     def _log_state(self, reason: str | None, message: str) -> None:
         """Log a failure class once when it starts, and once when it clears."""
@@ -163,7 +164,9 @@ class ServerPoller:
         while not self.stop.is_set():
             started = time.monotonic()
             self.run_poll()
-            wait = self.config.poll_interval - (time.monotonic() - started)
+            # The effective interval: stretched when Rocket.Chat's rate limit cannot cover the
+            # configured one (the client paces requests; this avoids queueing behind it).
+            wait = self._health.poll_interval - (time.monotonic() - started)
             if wait > 0:
                 self.stop.wait(wait)
 
