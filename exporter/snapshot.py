@@ -11,7 +11,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from exporter.availability import AgentWindow, TeamWindow, agent_window, team_windows, window_bounds
+from exporter.availability import (
+    AgentWindow,
+    TeamWindow,
+    agent_window,
+    bridge_midnight_splits,
+    team_windows,
+    window_bounds,
+)
 from exporter.config.model import AgentFilter, Staffing, Window
 from exporter.history import day_start, local_date
 from exporter.model import DayHistory, Interval, LiveStatus, ParseStats
@@ -97,7 +104,10 @@ def build_snapshot(inp: SnapshotInputs, now: float) -> ServerSnapshot:
         requirement = requirement_segments(
             inp.staffing, min(b[0] for b in bounds), max(b[1] for b in bounds)
         )
-    team = team_windows(list(merged.values()), bounds, requirement)
+    # Per-agent figures keep Rocket.Chat's midnight split as stored; for team concurrency the
+    # one-second hole it leaves would make every midnight look unstaffed, so bridge it.
+    team_intervals = [bridge_midnight_splits(ivs, inp.tz) for ivs in merged.values()]
+    team = team_windows(team_intervals, bounds, requirement)
 
     rows: tuple[AgentRow, ...] = ()
     if inp.agent_filter.per_agent:
