@@ -396,10 +396,10 @@ class RocketChatClient:
         return self._parse("agents_status", parse_agents_status, self._get("agents_status", None))
 
     def _enter_live_fallback(self, exc: RocketChatError) -> None:
-        self._live_polls = 0
         if self._live_fallback:
             return
         self._live_fallback = True
+        self._live_polls = 0  # the per-agent route is tried again on every 10th poll from here
         log.warning(
             "per-agent live status refused; using the agents-status chart (counts only, no "
             "agent_available / open sessions)",
