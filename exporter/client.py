@@ -65,6 +65,7 @@ MAX_429_ATTEMPTS = 3  # per request, for 429 answers
 BACKOFF_BASE_SECONDS = 1.0
 LIVE_RETRY_EVERY = 10  # polls between attempts at the per-agent route while it is refused
 PAGING_REPROBE_EVERY = 30  # fetches between re-tries of count/offset after a rejection
+TRUNCATION_MEMORY_DAYS = 62  # a truncated day keeps the warning state this long (no flapping)
 PAGINATION_REJECTED = "must NOT have additional properties"
 
 _PERMISSION_FIX = {
@@ -188,6 +189,7 @@ class RocketChatClient:
         self._latest_day: date | None = None
         self._pages: dict[str, int] = {}
         self._truncated: dict[str, int] = {}
+        self._truncated_days: dict[str, dict[date, int]] = {}
         self._waited = 0.0
 
     # ---- public API ---------------------------------------------------------------------------
@@ -206,7 +208,7 @@ class RocketChatClient:
         if self._latest_day is None or day >= self._latest_day:
             self._latest_day = day
             self._pages["history"] = len(pages)
-        self._note_truncation("history", len(history.agents), history.total, paged)
+        self._note_truncation("history", len(history.agents), history.total, paged, day)
         return history
 
     def fetch_live_status(self) -> LiveStatus:
@@ -347,11 +349,27 @@ class RocketChatClient:
                 extra={"server": self.server.name, "endpoint": endpoint, "err": str(exc)},
             )
 
-    def _note_truncation(self, endpoint: str, received: int, total: int, paged: bool) -> None:
+    def _note_truncation(
+        self, endpoint: str, received: int, total: int, paged: bool, day: date | None = None
+    ) -> None:
+        """Warn once when agents go missing because pagination was rejected; note recovery.
+
+        History is tracked per day: fetches of different days (initial fill, yesterday's
+        refetch) must not flap the state, so it stays "truncated" while any recent day was.
+        """
         missing = max(0, total - received)
         self._truncated[endpoint] = missing
+        by_day = self._truncated_days.setdefault(endpoint, {})
+        slot = day or date.min
+        if missing and not paged:
+            by_day[slot] = missing
+        else:
+            by_day.pop(slot, None)
+        if day is not None:
+            for old in [d for d in by_day if (day - d).days > TRUNCATION_MEMORY_DAYS]:
+                del by_day[old]
         key = f"truncated:{endpoint}"
-        state = "truncated" if missing and not paged else None
+        state = "truncated" if by_day else None
         if state == self._states.get(key):
             return
         self._states[key] = state

@@ -335,6 +335,22 @@ def test_truncation_clearing_is_logged_once(caplog: pytest.LogCaptureFixture) ->
     assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]
 
 
+def test_truncation_on_some_days_only_does_not_flap(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="exporter.client")
+    sizes = {DAY: 120, DAY - timedelta(days=1): 20, DAY - timedelta(days=2): 90}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        start = datetime.fromisoformat(request.url.params["start"])
+        day = start.astimezone(ZoneInfo("Europe/Berlin")).date()
+        return rejecting_history(names(sizes[day]))(request)
+
+    rig = Rig(handler)
+    for _ in range(3):  # initial fill newest first, then polls of today and yesterday
+        for day in sorted(sizes, reverse=True):
+            rig.client.fetch_history_day(day)
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+
+
 def test_rejected_even_without_count_is_a_pagination_error() -> None:
     always = err(400, "must NOT have additional properties [invalid-params]")
     rig = Rig(script(always))
