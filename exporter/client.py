@@ -220,10 +220,12 @@ class RocketChatClient:
             except Stopped:
                 raise
             except RocketChatError as exc:
-                if exc.status not in (403, 404):
+                if exc.status in (403, 404):
+                    self._enter_live_fallback(exc)
+                elif not self._live_fallback:
                     self._failed("agents", exc)
                     raise
-                self._enter_live_fallback(exc)
+                # else: a failed re-try while on the chart; the chart still answers below.
             else:
                 self._succeeded("agents")
                 self._leave_live_fallback()

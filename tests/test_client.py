@@ -706,6 +706,23 @@ def test_live_status_falls_back_to_chart_and_retries_every_10th_poll(
     assert "agents-status" in levels[0][1]
 
 
+def test_failed_retry_of_the_per_agent_route_still_uses_the_chart() -> None:
+    answers = {AGENTS: err(403, "unauthorized")}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == STATUS:
+            return ok({"available": 2, "away": 0, "busy": 0, "offline": 1})
+        return answers[AGENTS]
+
+    rig = Rig(handler)
+    rig.client.fetch_live_status()
+    answers[AGENTS] = err(500, "Internal server error")
+    for _ in range(10):  # the 10th re-tries the per-agent route, which now fails with 500s
+        live = rig.client.fetch_live_status()
+    assert live.agents is None and live.counts["available"] == 2
+    assert rig.codes.count(("agents", "500")) == MAX_ATTEMPTS
+
+
 def test_live_status_404_falls_back_too() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == STATUS:
@@ -910,3 +927,11 @@ def test_any_answer_raises_only_rocketchat_error(
                 "invalid_response",
                 "pagination",
             }
+
+
+def test_unreadable_ca_file_is_a_clear_error_not_a_crash(tmp_path) -> None:
+    client = RocketChatClient(server_config(ca_file=str(tmp_path / "missing.pem")))
+    with pytest.raises(RocketChatError) as info:
+        client.fetch_info()
+    assert info.value.reason == "network" and "ca_file" in str(info.value)
+    client.close()
