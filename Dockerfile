@@ -14,11 +14,13 @@ WORKDIR /src
 # Only what the wheel is built from (see also .dockerignore).
 COPY pyproject.toml README.md ./
 COPY exporter ./exporter
-# pip compiles the installed modules to .pyc here, so the read-only final image never needs to.
+# The venv's modules are compiled here, checked by hash rather than by file time (COPY may
+# not keep mtimes), so the read-only final image never tries to write .pyc files.
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip wheel --no-deps --wheel-dir /tmp/wheels . \
- && /opt/venv/bin/pip install /tmp/wheels/*.whl \
+ && /opt/venv/bin/pip install --no-compile /tmp/wheels/*.whl \
  && /opt/venv/bin/pip uninstall --yes pip setuptools \
+ && /opt/venv/bin/python -m compileall -q --invalidation-mode unchecked-hash /opt/venv/lib \
  && /opt/venv/bin/rocketchat-omnichannel-exporter --version
 
 FROM ${PYTHON_IMAGE}

@@ -12,6 +12,7 @@ import base64
 import copy
 import functools
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -247,6 +248,10 @@ def test_deployment_is_locked_down(directory: Path):
     assert pod["serviceAccountName"] == sa["metadata"]["name"]
     assert sa["automountServiceAccountToken"] is False
 
+    # Volume types the Pod Security Standards' "restricted" profile allows.
+    restricted_ok = {"configMap", "secret", "projected", "emptyDir", "downwardAPI", "csi"}
+    for volume in pod["volumes"]:
+        assert set(volume) - {"name"} <= restricted_ok, volume
     # The only writable place is an emptyDir at /tmp.
     volumes = {v["name"]: v for v in pod["volumes"]}
     writable = [m for m in c["volumeMounts"] if not m.get("readOnly")]
@@ -721,3 +726,10 @@ def test_builder_steps_install_a_working_exporter(tmp_path):
     )
     assert version.returncode == 0 and version.stdout.strip() == f"{NAME} {VERSION}"
     assert not (tmp_path / "venv" / "bin" / "pip").exists(), "pip must not ship in the image"
+    # Read-only root filesystem: every module is precompiled, valid whatever the file times.
+    sources = list((tmp_path / "venv" / "lib").rglob("site-packages/exporter/*.py"))
+    assert sources
+    for source in sources:
+        pyc = Path(importlib.util.cache_from_source(str(source)))
+        flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
+        assert flags == 0b01, f"{pyc.name}: not an unchecked-hash .pyc (flags {flags})"
