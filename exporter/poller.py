@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
-from exporter.client import RocketChatClient, RocketChatError
+from exporter.client import RocketChatClient, RocketChatError, Stopped
 from exporter.config.model import Config, ServerConfig
 from exporter.exposition import Publisher, ServerHealth
 from exporter.history import HistoryCache
@@ -49,7 +49,6 @@ class ServerPoller:
         self._errors: Counter[str] = Counter()
         self._health = ServerHealth(server=server.name, poll_interval=config.poll_interval)
         self._stretched = False
-        self._last_error_class: str | None = None
         self.client = client_factory(server, on_request=self._count_request, stop=stop, clock=clock)
 
     def _count_request(self, endpoint: str, code: str) -> None:
@@ -96,17 +95,16 @@ class ServerPoller:
         error = ""
         try:
             snapshot = self.poll_once()
+        except Stopped:
+            return False  # shutting down: not a failure of Rocket.Chat
         except RocketChatError as exc:
+            # The client has already logged this failure class once, with Rocket.Chat's text.
             self._errors[exc.reason] += 1
             error = str(exc)
-            self._log_state(exc.reason, error)
         except Exception as exc:  # a bug must not kill the thread; keep serving old data
             self._errors["internal"] += 1
             error = f"internal error: {type(exc).__name__}"
             log.exception("poll failed unexpectedly", extra={"server": self.server.name})
-            self._last_error_class = "internal"
-        else:
-            self._log_state(None, "")
         duration = time.monotonic() - started
         now = self.clock()
         h = self._health
@@ -142,21 +140,6 @@ class ServerPoller:
             else:
                 log.info("polls fit poll_interval again", extra={"server": self.server.name})
         return max(configured, duration, self.client.min_poll_interval)
-
-    def _log_state(self, reason: str | None, message: str) -> None:
-        """Log a failure class once when it starts, and once when it clears."""
-        if reason == self._last_error_class:
-            return
-        if reason is None:
-            log.info(
-                "poll succeeded again",
-                extra={"server": self.server.name, "after": self._last_error_class},
-            )
-        else:
-            log.error(
-                "poll failed", extra={"server": self.server.name, "reason": reason, "err": message}
-            )
-        self._last_error_class = reason
 
     # ---- the loop ---------------------------------------------------------------------------
 
