@@ -19,6 +19,7 @@ Edge semantics, the same in every function here:
   `agent_window` returns None and every team value is 0.
 - Concurrency at instant t counts the agents with an interval where start <= t < end, so an
   agent whose session ends exactly when another's starts does not make a momentary overlap.
+  The team sweep works on whole milliseconds (Rocket.Chat's own resolution).
 
 Every agent's intervals passed in must be sorted by start and merged (non-overlapping), as
 `merge_intervals` and `exporter.sessions.with_open_sessions` return them.
@@ -28,11 +29,11 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from itertools import accumulate, chain
-from operator import attrgetter, lt, mul, not_, sub
+from itertools import accumulate, chain, compress, repeat
+from operator import add, attrgetter, lt, mod, mul, ne, not_, sub
 from zoneinfo import ZoneInfo
 
 from exporter.config.model import Window
@@ -152,62 +153,26 @@ def agent_window(intervals: Sequence[Interval], start: float, end: float) -> Age
 
     None when no interval shares a positive length with the window: an agent without data in
     a window gets no series for it. ratio = seconds / window length, within [0, 1].
+    Two binary searches find the intervals inside; the sums over them run in C.
     """
     if end <= start:
         return None
-    seconds = 0.0
-    count = 0
-    # Merged intervals do not overlap, so their ends are sorted too: skip the ones that ended
-    # before the window without walking them.
-    for k in range(bisect_right(intervals, start, key=_END), len(intervals)):
-        iv = intervals[k]
-        if iv.start >= end:
-            break
-        part = min(iv.end, end) - max(iv.start, start)
-        if part > 0:
-            seconds += part
-            count += 1
+    # Merged intervals do not overlap, so their ends are sorted as well as their starts.
+    i = bisect_right(intervals, start, key=_END)  # first interval ending after the start
+    j = bisect_left(intervals, end, i, key=_START)  # first one starting at or after the end
+    if i == j:
+        return None
+    inside = intervals[i:j]
+    starts = list(map(_START, inside))
+    ends = list(map(_END, inside))
+    count = sum(map(lt, starts, ends))  # zero-length intervals carry no time and do not count
     if count == 0:
         return None
-    return _agent_result(seconds, count, end - start)
-
-
-def agent_windows(
-    intervals: Sequence[Interval], bounds: Sequence[tuple[float, float]]
-) -> list[AgentWindow | None]:
-    """`agent_window` for several windows at once, in the order of `bounds`.
-
-    Faster when windows are long: one pass builds running totals, then each window costs two
-    binary searches instead of a walk over every interval it contains.
-    """
-    if not intervals:
-        return [None] * len(bounds)
-    starts = list(map(_START, intervals))
-    ends = list(map(_END, intervals))
-    lengths = list(map(sub, ends, starts))
-    done = list(accumulate(lengths, initial=0.0))  # done[k]: seconds in intervals[:k]
-    real = list(accumulate(map(bool, lengths), initial=0))  # real[k]: positive-length count
-    out: list[AgentWindow | None] = []
-    for start, end in bounds:
-        if end <= start:
-            out.append(None)
-            continue
-        i = bisect_right(ends, start)  # first interval ending after the window starts
-        j = bisect_left(starts, end, i)  # first interval starting at or after the window end
-        count = real[j] - real[i]
-        if count == 0:
-            out.append(None)
-            continue
-        seconds = done[j] - done[i]
-        seconds -= max(0.0, start - starts[i])  # the first interval's part before the window
-        seconds -= max(0.0, ends[j - 1] - end)  # the last interval's part after it
-        out.append(_agent_result(seconds, count, end - start))
-    return out
-
-
-def _agent_result(seconds: float, count: int, length: float) -> AgentWindow:
-    # Clamp float rounding so that 0 <= seconds <= length holds exactly.
-    seconds = min(max(seconds, 0.0), length)
+    seconds = sum(map(sub, ends, starts))
+    seconds -= max(0.0, start - starts[0])  # the first interval's part before the window
+    seconds -= max(0.0, ends[-1] - end)  # the last interval's part after it
+    length = end - start
+    seconds = min(max(seconds, 0.0), length)  # float rounding must not leave [0, length]
     return AgentWindow(seconds=seconds, ratio=min(seconds / length, 1.0), intervals=count)
 
 
@@ -241,12 +206,19 @@ def team_windows(
     bounds: Sequence[tuple[float, float]],
     requirement: Requirement | None = None,
 ) -> list[TeamWindow]:
-    """Team concurrency for every window in one sweep, in the order of `bounds`.
+    """Team concurrency for every window, from one sweep, in the order of `bounds`.
 
     `agents`: each agent's sorted, merged intervals. `requirement`: contiguous
     (start, end, required) segments from `exporter.staffing.requirement_segments`; time no
-    segment covers counts as requiring 0. None means no schedule (understaffed is None).
+    segment covers requires 0. None means no schedule (understaffed is None).
+
+    The sweep runs on whole milliseconds, Rocket.Chat's own resolution: instants are rounded
+    to the nearest millisecond, which makes every sum exact, so 0 <= min <= avg <= max,
+    unstaffed <= window length and (where at least one agent is required) understaffed >=
+    unstaffed hold exactly.
     """
+    if not bounds:
+        return []
     timeline = _Timeline(agents, bounds, requirement)
     return [timeline.window(start, end, _active(agents, start, end)) for start, end in bounds]
 
@@ -267,17 +239,36 @@ def _overlaps(intervals: Sequence[Interval], start: float, end: float) -> bool:
     return False
 
 
+# Sweep events are sorted as single floats, 4 * millisecond + kind, so that one C-level sort
+# orders them and the kind survives it. Whole numbers, exact in a double far beyond any real
+# timestamp. Timeline instants stay in these units (quarter milliseconds, kind cleared).
+_ENDS, _MARK, _STARTS = 0.0, 1.0, 2.0  # kind - 1 is the change in available agents
+_UNITS = 4000.0  # timeline units per second
+
+
+def _event_keys(instants: Iterable[float], kind: float) -> Iterator[float]:
+    millis = map(round, map(mul, instants, repeat(1000.0)))
+    return map(add, map(mul, millis, repeat(4.0)), repeat(kind))
+
+
+def _unit(t: float) -> float:
+    """An instant on the timeline: its millisecond, in timeline units."""
+    return round(t * 1000.0) * 4.0
+
+
 class _Timeline:
-    """The team's concurrency as a step function, with running totals for O(1) window sums.
+    """The team's concurrency as a step function over milliseconds, with running totals.
 
-    Built once per poll from every agent's intervals; each window is then a pair of binary
-    searches plus a min/max over its slice. Window edges and requirement changes are inserted
-    as breakpoints, so a window always starts and ends exactly on a breakpoint.
+    Built once per poll from every agent's intervals; each window then costs two binary
+    searches and a min/max over its slice. Window edges and requirement changes are inserted
+    as breakpoints (`_MARK` events), so a window always starts and ends on a breakpoint.
 
-    Segment k spans [times[k], times[k + 1]) with `level[k]` agents available. The running
-    totals have one more entry than there are segments: total[k] sums segments 0..k-1.
-    Large inputs (millions of intervals) stay in compact arrays, and every per-element step
-    below runs inside C (map/accumulate/array), not in a Python loop.
+    Segment k spans [times[k], times[k + 1]) (in timeline units) with level[k] agents
+    available. Running totals have one entry more than there are segments: area[k] sums
+    level * width over segments 0..k-1, nobody[k] the width where the level is 0, short[k]
+    the width where the level is below the requirement.
+    Millions of intervals are normal here, so values live in compact arrays and every
+    per-element step is a map/accumulate/compress that runs in C, not a Python loop.
     """
 
     def __init__(
@@ -287,40 +278,47 @@ class _Timeline:
         requirement: Requirement | None,
     ):
         flat = list(chain.from_iterable(agents))
-        delta = dict.fromkeys(chain.from_iterable(bounds), 0)
-        for s, e, _ in requirement or ():
-            delta[s] = delta[e] = 0
-        # +1 where a session starts, -1 where it ends; a zero-length one nets to 0.
-        get = delta.get
-        for t in map(_START, flat):
-            delta[t] = get(t, 0) + 1
-        for t in map(_END, flat):
-            delta[t] = get(t, 0) - 1
+        keys = list(_event_keys(map(_START, flat), _STARTS))
+        keys.extend(_event_keys(map(_END, flat), _ENDS))
         del flat
-        self.times = times = sorted(delta)
-        self.level = level = array("q", accumulate(map(delta.__getitem__, times)))
-        del delta
+        keys.extend(_event_keys(chain.from_iterable(bounds), _MARK))
+        if requirement is not None:
+            keys.extend(_event_keys(chain.from_iterable(r[:2] for r in requirement), _MARK))
+        keys.sort()
+        events = array("d", keys)
+        del keys
+        kinds = array("d", map(mod, events, repeat(4.0)))
+        after = array("d", accumulate(map(sub, kinds, repeat(1.0))))  # level after each event
+        instants = array("d", map(sub, events, kinds))
+        del events, kinds
+        # Several events can share a millisecond; the level after the last of them holds.
+        last = array("b", chain(map(ne, instants[1:], instants[:-1]), (True,)))
+        self.times = times = array("d", compress(instants, last))
+        self.level = level = array("d", compress(after, last))
+        del instants, after, last
         widths = array("d", map(sub, times[1:], times[:-1]))
         self.area = _running(map(mul, widths, level))
         self.nobody = _running(map(mul, widths, map(not_, level)))
         self.short: array[float] | None = None
         if requirement is not None:
-            self.short = _running(map(mul, widths, map(lt, level, _levels(times, requirement))))
+            required = _required_levels(times, requirement)
+            self.short = _running(map(mul, widths, map(lt, level, required)))
 
     def window(self, start: float, end: float, active: int) -> TeamWindow:
-        if end <= start:
+        lo, hi = _unit(start), _unit(end)
+        if hi <= lo:
             return TeamWindow(active, 0.0, 0.0, 0.0, 0.0, None if self.short is None else 0.0)
-        a = bisect_left(self.times, start)
-        b = bisect_left(self.times, end)
-        length = end - start
+        a = bisect_left(self.times, lo)
+        b = bisect_left(self.times, hi)
+        length = hi - lo
         levels = self.level[a:b]
-        low, high = float(min(levels)), float(max(levels))
-        # Clamp float rounding so the documented invariants hold exactly.
+        low, high = min(levels), max(levels)
+        # The sums are exact; the clamps only guard absurd inputs (instants beyond year 70000).
         avg = min(max((self.area[b] - self.area[a]) / length, low), high)
-        nobody = min(max(self.nobody[b] - self.nobody[a], 0.0), length)
+        nobody = min(self.nobody[b] - self.nobody[a], length) / _UNITS
         short = None
         if self.short is not None:
-            short = min(max(self.short[b] - self.short[a], 0.0), length)
+            short = min(self.short[b] - self.short[a], length) / _UNITS
         return TeamWindow(active, low, high, avg, nobody, short)
 
 
@@ -328,10 +326,10 @@ def _running(values: Iterable[float]) -> array[float]:
     return array("d", accumulate(values, initial=0.0))
 
 
-def _levels(times: list[float], requirement: Requirement) -> array[int]:
-    """Required agents on each timeline segment (0 where no requirement segment applies)."""
-    required = array("q", bytes(8 * len(times)))
+def _required_levels(times: array[float], requirement: Requirement) -> array[float]:
+    """Agents required on each timeline segment (0 where no requirement segment applies)."""
+    required = array("d", bytes(8 * len(times)))
     for s, e, n in requirement:
-        i, j = bisect_left(times, s), bisect_left(times, e)
-        required[i:j] = array("q", [n]) * (j - i)
+        i, j = bisect_left(times, _unit(s)), bisect_left(times, _unit(e))
+        required[i:j] = array("d", [n]) * (j - i)
     return required
