@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # rocketchat-omnichannel-exporter: multi-stage build.
 #   docker build -t rocketchat-omnichannel-exporter:0.1.0 .
 # The builder makes the wheel and installs it with its dependencies into /opt/venv; the final
