@@ -750,3 +750,19 @@ def test_cli_rejects_bad_listen_address():
     with pytest.raises(SystemExit) as e:
         main(["--listen", "nowhere"])
     assert e.value.code == 2
+
+
+def test_open_documents_off_lists_agents_only_with_closed_entries(start):
+    env = start(open_documents=False)
+    env.sim.add_session("alice", ts("2023-11-15T09:00:00Z"), None)
+    env.sim.add_session("bob", ts("2023-11-15T09:00:00Z"), ts("2023-11-15T09:30:00Z"))
+    env.sim.add_session("bob", ts("2023-11-15T11:00:00Z"), None)
+    body = env.day("2023-11-15")
+    assert body["total"] == 1
+    assert body["agents"] == [
+        {
+            "serviceHistory": [entry("2023-11-15T09:00:00.000Z", "2023-11-15T09:30:00.000Z")],
+            "availableTimeInSeconds": 1800,
+            "username": "bob",
+        }
+    ]

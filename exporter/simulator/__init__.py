@@ -28,7 +28,7 @@ rate_limit_bypass, days, intervals_per_day, off_day_rate, double_stop_rate, user
 auth_token, version, default_count, upper_count_limit, allow_infinite_count, auth_style
 ("new"/"old" 401 body), forbidden_style ("permissions"/"unauthorized" 403 body), forbidden
 (route names answering 403), agents_status_cache (seconds the chart is memoized, like
-Rocket.Chat's 5 s `mem`).
+Rocket.Chat's 5 s `mem`), open_documents (see Semantics).
 
 Runtime switches (thread-safe): `sim.licence = False`, `sim.forbid("history")`,
 `sim.forbid("agents", False)`, `sim.revoke_token()`, `sim.set_credentials(uid, token)`,
@@ -54,7 +54,8 @@ seconds or aware datetimes; end None = still open), `sim.close_session(username,
 Semantics (as Rocket.Chat records them): an open session is invisible in history (no time, no
 entry) until it closes, but the day's document exists from the moment it started, so an agent
 whose only session today is still open is listed with availableTimeInSeconds 0 and, with
-fullReport=true, `"serviceHistory": null`. A session open at local midnight is recorded as
+fullReport=true, `"serviceHistory": null` (open_documents=False: listed only once something
+closed). A session open at local midnight is recorded as
 [start, 23:59:59.000] on its day and [00:00:00.000, end] on the next. Per-session seconds are
 truncated (moment diff). A range's availableTimeInSeconds sums all matched days, its
 serviceHistory is the earliest matched day's only. Live status: during a session

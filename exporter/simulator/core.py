@@ -96,6 +96,10 @@ class SimulatorConfig:
     forbidden_style: Literal["permissions", "unauthorized"] = "permissions"
     forbidden: frozenset[str] = field(default_factory=frozenset)  # route names answering 403
     agents_status_cache: float = 5.0  # seconds the agents-status chart is memoized
+    # Rocket.Chat creates the day's document when a session starts, so an agent whose only
+    # session is still open is listed with 0 s and serviceHistory null. False: listed only
+    # once something closed (simpler, not faithful).
+    open_documents: bool = True
 
     def __post_init__(self) -> None:
         def bad(name: str, fix: str) -> None:
@@ -443,7 +447,9 @@ class Simulator:
                 ]
             gen_index = [self._gen_row.get(a.id) for a in self._agents]
             scripted = [self._scripted.get(a.id) for a in self._agents]
-            tab = build_day_table(day, self.zone, gen_index, shifts, scripted)
+            tab = build_day_table(
+                day, self.zone, gen_index, shifts, scripted, self.config.open_documents
+            )
             self._day_tables[day] = tab
         return tab
 

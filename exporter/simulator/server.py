@@ -14,7 +14,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like Rocket.Chat behind a proxy
     server_version = "RocketChatSimulator"
     sys_version = ""
-    timeout = 30  # idle keep-alive connections do not pin a thread forever
+    timeout = 5  # idle keep-alive connections close after 5 s, like Node's keepAliveTimeout
 
     def setup(self) -> None:
         super().setup()
