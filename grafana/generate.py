@@ -733,7 +733,10 @@ def exporter_health(lay: Layout) -> None:
             [
                 target(
                     "60 * sum by (server, endpoint) (rate(rocketchat_omnichannel_api_requests_total"
-                    f'{{{SRV}, code="429"}}[$__rate_interval]))',
+                    f'{{{SRV}, code="429"}}[$__rate_interval]))\n'
+                    # The 429 series only exist once Rocket.Chat refused something: draw 0.
+                    "or\n0 * sum by (server, endpoint) "
+                    f"(rate(rocketchat_omnichannel_api_requests_total{{{SRV}}}[$__rate_interval]))",
                     "{{server}} {{endpoint}}",
                 )
             ],
@@ -746,12 +749,16 @@ def exporter_health(lay: Layout) -> None:
         timeseries(
             "Failed polls by reason",
             "Failed polls per minute by reason (auth, permission, licence, rate_limited,"
-            " server_error, network, invalid_response, pagination).",
+            " server_error, network, invalid_response, pagination); 'none' at 0 while no poll"
+            " has failed since the exporter started.",
             "cpm",
             [
                 target(
                     "60 * sum by (server, reason) (rate(rocketchat_omnichannel_poll_errors_total"
-                    f"{{{SRV}}}[$__rate_interval]))",
+                    f"{{{SRV}}}[$__rate_interval]))\n"
+                    # A reason's series only exists once it happened: draw 0 as reason "none".
+                    "or on (server)\nlabel_replace(0 * max by (server) (rocketchat_omnichannel_up"
+                    f'{{{SRV}}}), "reason", "none", "", "")',
                     "{{server}} {{reason}}",
                 )
             ],

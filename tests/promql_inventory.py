@@ -169,9 +169,7 @@ def promql_inventory() -> list[tuple[str, str]]:
     empty while nothing fires).
     """
     inventory = [
-        (source, expr)
-        for source, _, expr in dashboard_queries()
-        if source.startswith("dashboard ")
+        (source, expr) for source, _, expr in dashboard_queries() if source.startswith("dashboard ")
     ]
     for path, rule in rules():
         kind, name = ("alert", rule["alert"]) if "alert" in rule else ("record", rule["record"])
@@ -223,7 +221,9 @@ def promtool() -> str:
     )
     if found:
         return found
-    message = "promtool not found: install Prometheus' promtool (Debian: apt-get install prometheus)"
+    message = (
+        "promtool not found: install Prometheus' promtool (Debian: apt-get install prometheus)"
+    )
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(message)
     pytest.skip(message)
