@@ -89,9 +89,12 @@ class RateLimiter:
         budget = self._routes.get(route)
         if budget is None or budget.remaining is None or budget.remaining > 0:
             return 0.0
-        if budget.reset is None or budget.reset <= now:
+        if budget.reset is None:
             return 0.0
-        return min(budget.reset - now + RESET_MARGIN_SECONDS, MAX_WAIT_SECONDS)
+        # Rocket.Chat starts the next window only once its clock is past the reset (not at
+        # it), so the margin applies up to the reset's own instant too.
+        wait = budget.reset - now + RESET_MARGIN_SECONDS
+        return min(wait, MAX_WAIT_SECONDS) if wait > 0 else 0.0
 
     def budget(self, route: str) -> RouteBudget | None:
         return self._routes.get(route)

@@ -42,6 +42,10 @@ def test_spent_budget_waits_until_reset_per_route() -> None:
     rl.observe("history", headers(10, 0, 30), NOW)
     assert rl.delay("history", NOW) == pytest.approx(30 + RESET_MARGIN_SECONDS)
     assert rl.delay("history", NOW + 10) == pytest.approx(20 + RESET_MARGIN_SECONDS)
+    # At the reset itself Rocket.Chat still counts the old window (it resets only once its
+    # clock is past it): the margin still applies.
+    assert rl.delay("history", NOW + 30) == pytest.approx(RESET_MARGIN_SECONDS)
+    assert rl.delay("history", NOW + 30 + RESET_MARGIN_SECONDS) == 0
     assert rl.delay("history", NOW + 31) == 0  # the window has reset
     assert rl.delay("agents", NOW) == 0  # other routes have their own budget
 
