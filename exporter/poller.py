@@ -143,7 +143,23 @@ class ServerPoller:
 
     # ---- the loop ---------------------------------------------------------------------------
 
+    def log_server_info(self) -> None:
+        """Log Rocket.Chat's version once at start: it decides how pagination behaves."""
+        try:
+            info = self.client.fetch_info()
+        except RocketChatError:
+            return  # the first poll reports the problem
+        log.info(
+            "polling Rocket.Chat",
+            extra={
+                "server": self.server.name,
+                "rocketchat_version": info.get("version", "?"),
+                "timezone": self.server.timezone,
+            },
+        )
+
     def run(self) -> None:
+        self.log_server_info()
         while not self.stop.is_set():
             started = time.monotonic()
             self.run_poll()
