@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.promql_inventory import promql_inventory, rule_files
 from tests.support.procs import Process, Prometheus, free_port, http_get, start_exporter, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -84,8 +85,9 @@ servers:
     return cfg
 
 
-@pytest.fixture
-def stack(tmp_path):
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("e2e")
     procs: list = []
     try:
         sim, sim_url = start_simulator(tmp_path)
@@ -93,7 +95,9 @@ def stack(tmp_path):
         exporter, url = start_exporter(write_config(tmp_path, sim_url), tmp_path)
         procs.append(exporter)
         wait_for(lambda: http_get(url + "/readyz")[0] == 200, 60, "exporter ready")
-        prom = Prometheus(tmp_path, [url.removeprefix("http://")])
+        prom = Prometheus(
+            tmp_path, [url.removeprefix("http://")], rule_files=[str(p) for p in rule_files()]
+        )
         procs.append(prom)
         yield url, prom, exporter
     finally:
@@ -134,3 +138,21 @@ def test_endpoints_and_secrets(stack):
     for text in (body, metrics, exporter.log().encode()):
         assert b"e2e-token-XYZ" not in text
         assert b"e2e-user" not in text
+
+
+def test_every_dashboard_query_returns_data_and_every_rule_evaluates(stack):
+    """Grafana cannot run here: evaluating each panel query in Prometheus proves they work."""
+    _url, prom, _exporter = stack
+    # rate() needs two samples inside the range: wait for a few scrapes.
+    wait_for(
+        lambda: prom.query("count_over_time(rocketchat_omnichannel_up[1m]) >= 5"), 60, "5 scrapes"
+    )
+    rules_loaded = prom.api("rules")["groups"]
+    assert rules_loaded, "prometheus loaded no rule groups"
+    assert all(r.get("health") != "err" for g in rules_loaded for r in g["rules"])
+    empty = []
+    for source, expr in promql_inventory():
+        result = prom.query(expr)  # raises on an invalid query
+        if source.startswith("dashboard") and not result:
+            empty.append(f"{source}: {expr}")
+    assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
