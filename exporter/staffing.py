@@ -10,8 +10,8 @@ happen at night). The consequences around the change itself, by design identical
 `required_at` and `requirement_segments`:
 
 - Spring forward (Europe/Berlin: 02:00 jumps to 03:00): local times 02:00-02:59 do not exist.
-  A rule starting at 02:30 applies from 03:00, the first instant the clock reads >= 02:30; a
-  rule 02:00-02:45 does not apply at all that night.
+  A rule 02:30-04:00 applies from 03:00, when the clock first reads a time inside it; rules
+  02:00-02:45 or 02:00-03:00 do not apply at all that night.
 - Fall back (03:00 returns to 02:00): 02:00-02:59 happens twice, and a rule covering 02:30
   applies during both passes (a 02:00-03:00 rule then lasts two real hours).
 
