@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
-from exporter.client import RocketChatClient, RocketChatError, Stopped
+from exporter.client import REASONS, RocketChatClient, RocketChatError, Stopped
 from exporter.config.model import Config, ServerConfig
 from exporter.exposition import Publisher, ServerHealth
 from exporter.history import HistoryCache
@@ -46,7 +46,8 @@ class ServerPoller:
         self.cache = HistoryCache(self.tz, config.history_days)
         self.streaks: dict[str, Streak] = {}
         self._requests: Counter[tuple[str, str]] = Counter()
-        self._errors: Counter[str] = Counter()
+        # Every reason starts at 0 so that rate() sees the first failure.
+        self._errors: Counter[str] = Counter(dict.fromkeys((*REASONS, "internal"), 0))
         self._health = ServerHealth(server=server.name, poll_interval=config.poll_interval)
         self._stretched = False
         self.client = client_factory(server, on_request=self._count_request, stop=stop, clock=clock)

@@ -25,47 +25,18 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.exposition import METRIC_NAMES
+
 REPO = Path(__file__).resolve().parents[1]
 RULES_DIR = REPO / "deploy" / "prometheus"
 RULE_TESTS_DIR = RULES_DIR / "tests"
 DASHBOARDS_DIR = REPO / "grafana" / "dashboards"
 RUNBOOK = REPO / "docs" / "runbook.md"
 
-# The one list of what the exporter emits: sample names exactly as they appear on /metrics.
-# To check against the exporter itself, replace it with its registry, e.g.
-#     from exporter.exposition import METRIC_NAMES
-#     EMITTED_METRICS = frozenset(METRIC_NAMES)
-# A histogram's or summary's `_bucket`/`_sum`/`_count` (or a counter's `_created`) is accepted
+# What the exporter emits: its own registry of families (tests/test_e2e.py checks that the real
+# process emits every one of them). A histogram's or summary's `_bucket`/`_sum`/`_count` (or a counter's `_created`) is accepted
 # only if it is in this set, i.e. only if the exporter really emits it.
-EMITTED_METRICS: frozenset[str] = frozenset(
-    "rocketchat_omnichannel_" + name
-    for name in (
-        "agent_available_seconds",
-        "agent_available_ratio",
-        "agent_service_intervals",
-        "agent_reported_available_seconds",
-        "agent_last_available_timestamp_seconds",
-        "agent_available",
-        "agent_open_session_seconds",
-        "agents_active",
-        "available_agents_min",
-        "available_agents_max",
-        "available_agents_avg",
-        "unstaffed_seconds",
-        "understaffed_seconds",
-        "required_agents",
-        "agents",
-        "up",
-        "last_success_timestamp_seconds",
-        "poll_duration_seconds",
-        "poll_interval_seconds",
-        "api_requests_total",
-        "poll_errors_total",
-        "agents_truncated",
-        "history_anomalies",
-        "exporter_build_info",
-    )
-)
+EMITTED_METRICS: frozenset[str] = frozenset(METRIC_NAMES)
 # Series Prometheus itself makes: the scrape's `up`, and ALERTS (dashboard alert annotations).
 PROMETHEUS_METRICS: frozenset[str] = frozenset({"up", "ALERTS"})
 

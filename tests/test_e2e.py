@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from exporter.exposition import METRIC_NAMES
 from tests.promql_inventory import promql_inventory, rule_files
 from tests.support.procs import Process, Prometheus, free_port, http_get, start_exporter, wait_for
 
@@ -126,6 +127,18 @@ def test_prometheus_scrapes_every_metric_from_the_real_exporter(stack):
     codes = {r["metric"]["code"] for r in prom.query("rocketchat_omnichannel_api_requests_total")}
     assert codes == {"200"}
     assert prom.query("rocketchat_omnichannel_exporter_build_info")
+
+
+def test_the_real_process_emits_every_registered_metric(stack):
+    """METRIC_NAMES is what dashboards and rules are checked against: it must be real."""
+    url, _prom, _exporter = stack
+    _, body = http_get(url + "/metrics")
+    emitted = {
+        line.split("{")[0].split(" ")[0]
+        for line in body.decode().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert emitted == set(METRIC_NAMES)
 
 
 def test_endpoints_and_secrets(stack):
