@@ -32,7 +32,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from itertools import accumulate, chain, compress, repeat
+from functools import lru_cache
+from itertools import accumulate, chain, compress, count, repeat
 from operator import add, attrgetter, lt, mod, mul, ne, not_, sub
 from zoneinfo import ZoneInfo
 
@@ -76,27 +77,45 @@ def bridge_midnight_splits(intervals: Sequence[Interval], tz: ZoneInfo) -> tuple
     bridge it here. Only exactly that pattern is joined: an interval ending at local 23:59:59
     followed by one starting at the next day's local midnight. Input sorted and merged.
     """
+    starts = list(map(_START, intervals))
+    ends = list(map(_END, intervals))
+    # Cheap C-level filter first: only gaps of the midnight job's length can be splits.
+    gaps = map(sub, starts[1:], ends)
+    candidates = compress(count(1), map(_SPLIT_GAPS.__contains__, gaps))
+    joins = [k for k in candidates if ends[k - 1] in _split_ends(starts[k], tz)]
+    if not joins:
+        return tuple(intervals)
     out: list[Interval] = []
-    for iv in intervals:
-        if out and _is_midnight_split(out[-1].end, iv.start, tz):
-            out[-1] = Interval(out[-1].start, iv.end)
-        else:
-            out.append(iv)
+    begin = 0
+    for k in joins:  # intervals[k] continues intervals[k - 1], which is now out[-1]
+        out.extend(intervals[begin:k])
+        out[-1] = Interval(out[-1].start, ends[k])
+        begin = k + 1
+    out.extend(intervals[begin:])
     return tuple(out)
 
 
 # 1 s is the normal gap; a DST change at midnight (e.g. America/Santiago) can add an hour.
-_SPLIT_GAPS = (1.0, 3601.0)
+_SPLIT_GAPS = frozenset({1.0, 3601.0})
 
 
-def _is_midnight_split(end: float, start: float, tz: ZoneInfo) -> bool:
-    if start - end not in _SPLIT_GAPS:  # cheap test first: most gaps are not midnight splits
-        return False
+@lru_cache(maxsize=256)
+def _split_ends(start: float, tz: ZoneInfo) -> frozenset[float]:
+    """Where the midnight job ended the first half of a session it reopened at `start`.
+
+    Empty unless `start` is a local midnight. Cached: every agent's split shares the instant.
+    """
     day = datetime.fromtimestamp(start, tz).date()
     if start != day_start(day, tz):
-        return False
-    before = datetime.fromtimestamp(end, tz)
-    return before.date() == day - timedelta(days=1) and before.time().isoformat() == "23:59:59"
+        return frozenset()
+    before = day - timedelta(days=1)
+    # 23:59:59 can happen twice when the clock falls back at midnight: accept either.
+    return frozenset(
+        datetime(
+            before.year, before.month, before.day, 23, 59, 59, fold=fold, tzinfo=tz
+        ).timestamp()
+        for fold in (0, 1)
+    )
 
 
 # ---- windows -----------------------------------------------------------------------------
