@@ -282,6 +282,37 @@ def test_bridging_leaves_other_gaps_and_other_zones_midnight_alone():
     assert bridge_midnight_splits((evening, morning), KOLKATA) == (evening, morning)
 
 
+def test_bridging_joins_a_session_over_several_midnights():
+    pieces = (
+        iv(ts(2026, 11, 23, 22, 0), ts(2026, 11, 23, 23, 59, 59)),
+        iv(ts(2026, 11, 24, 0, 0), ts(2026, 11, 24, 23, 59, 59)),
+        iv(ts(2026, 11, 25, 0, 0), ts(2026, 11, 25, 3, 0)),
+        iv(ts(2026, 11, 25, 5, 0), ts(2026, 11, 25, 6, 0)),
+    )
+    assert bridge_midnight_splits(pieces, UTC) == (
+        iv(ts(2026, 11, 23, 22, 0), ts(2026, 11, 25, 3, 0)),
+        pieces[3],
+    )
+
+
+@pytest.mark.parametrize(
+    "day, before",
+    [
+        (date(2026, 9, 6), [ts(2026, 9, 6, 3, 59, 59)]),  # no midnight: the day starts at 01:00
+        # The clock fell back at midnight, 23:00-23:59:59 happened twice: either one.
+        (date(2026, 4, 5), [ts(2026, 4, 5, 2, 59, 59), ts(2026, 4, 5, 3, 59, 59)]),
+    ],
+)
+def test_bridging_where_dst_changes_at_midnight(day, before):
+    start = day_start(day, SANTIAGO)
+    for end in before:
+        evening = iv(end - HOUR, end)
+        morning = iv(start, start + HOUR)
+        assert bridge_midnight_splits((evening, morning), SANTIAGO) == (
+            iv(end - HOUR, start + HOUR),
+        )
+
+
 # ---- properties and a slow reference -----------------------------------------------------
 
 
