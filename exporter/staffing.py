@@ -120,8 +120,8 @@ def _constant_offset_pieces(day: date, tz: ZoneInfo) -> list[tuple[float, float,
     """[lo, hi, utc offset seconds] pieces that together cover the local day `day`.
 
     Offset changes are found by bisection over whole seconds (transitions fall on whole
-    seconds). Assumes at most one change in any stretch whose two ends share an offset, which
-    holds for every zone with DST (two changes on one day would go unnoticed).
+    seconds). A stretch whose two ends share an offset is taken to have no change: a zone
+    that changed there and back within one day would go unnoticed (no zone does).
     """
     lo = day_start(day, tz)
     end = day_start(day + timedelta(days=1), tz)
