@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -63,6 +64,11 @@ MAX_PAGES = 1000  # a server that keeps answering pages cannot hold a poll forev
 MAX_ATTEMPTS = 3  # per request, for 5xx / network / unreadable answers
 MAX_429_ATTEMPTS = 3  # per request, for 429 answers
 BACKOFF_BASE_SECONDS = 1.0
+# Clock skew against Rocket.Chat's HTTP Date header worth a warning (and the level below
+# which it is called resolved: the header has 1 s resolution plus network latency).
+SKEW_WARN_SECONDS = 60.0
+SKEW_CLEAR_SECONDS = 30.0
+MAX_SKEW_SECONDS = 86400.0  # beyond this a Date header is not believed at all
 LIVE_RETRY_EVERY = 10  # polls between attempts at the per-agent route while it is refused
 PAGING_REPROBE_EVERY = 30  # fetches between re-tries of count/offset after a rejection
 TRUNCATION_MEMORY_DAYS = 62  # a truncated day keeps the warning state this long (no flapping)
@@ -191,6 +197,7 @@ class RocketChatClient:
         self._truncated: dict[str, int] = {}
         self._truncated_days: dict[str, dict[date, int]] = {}
         self._waited = 0.0
+        self._skew: float | None = None
 
     # ---- public API ---------------------------------------------------------------------------
 
@@ -264,6 +271,15 @@ class RocketChatClient:
             self._http = None
 
     # ---- stats for the poller -----------------------------------------------------------------
+
+    @property
+    def clock_skew(self) -> float:
+        """Seconds our clock is ahead of Rocket.Chat's (negative: behind); 0 when unknown.
+
+        From the HTTP Date header of the latest answer: it has 1 s resolution and is sent
+        before we read it, so this overestimates by up to 1 s plus latency, never less.
+        """
+        return self._skew or 0.0
 
     @property
     def rate_limit_wait_seconds(self) -> float:
@@ -492,6 +508,7 @@ class RocketChatClient:
         status = response.status_code
         self._report(endpoint, str(status))
         self._limiter.observe(endpoint, response.headers, self._clock())
+        self._observe_date(response.headers.get("date"))
         if status == 429:
             self._limiter.exhausted(endpoint)
             text = error_text(response)
@@ -709,6 +726,41 @@ class RocketChatClient:
         self._sleep(seconds)
         if stop is not None and stop.is_set():
             raise Stopped()
+
+    def _observe_date(self, header: str | None) -> None:
+        """Learn Rocket.Chat's clock from a Date header; warn once when ours is far off."""
+        if not header:
+            return
+        try:
+            server_now = parsedate_to_datetime(header).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return
+        skew = self._clock() - server_now
+        if abs(skew) > MAX_SKEW_SECONDS:
+            return
+        self._skew = skew
+        previous = self._states.get("clock")
+        if abs(skew) >= SKEW_WARN_SECONDS:
+            state = "ahead" if skew > 0 else "behind"
+        elif abs(skew) < SKEW_CLEAR_SECONDS:
+            state = None
+        else:
+            state = previous
+        if state == previous:
+            return
+        self._states["clock"] = state
+        if state:
+            log.warning(
+                f"the exporter's clock is {abs(skew):.0f} s {state} of Rocket.Chat's (HTTP Date "
+                "header); days are closed by Rocket.Chat's clock, but windows end at the "
+                "exporter's: run NTP on both hosts",
+                extra={"server": self.server.name, "skew_seconds": round(skew, 1)},
+            )
+        else:
+            log.info(
+                "the exporter's clock agrees with Rocket.Chat's again",
+                extra={"server": self.server.name, "skew_seconds": round(skew, 1)},
+            )
 
     # ---- logging: once per change of state ----------------------------------------------------
 
