@@ -12,14 +12,16 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import date
 from zoneinfo import ZoneInfo
 
 from exporter.client import REASONS, RocketChatClient, RocketChatError, Stopped
 from exporter.config.model import Config, ServerConfig
 from exporter.exposition import Publisher, ServerHealth
-from exporter.history import HistoryCache
+from exporter.history import HistoryCache, local_date
 from exporter.sessions import Streak, update_streaks
 from exporter.snapshot import ServerSnapshot, SnapshotInputs, build_snapshot
+from exporter.zonecheck import format_offset, zone_mismatch
 
 log = logging.getLogger("exporter.poller")
 
@@ -50,6 +52,7 @@ class ServerPoller:
         self._errors: Counter[str] = Counter(dict.fromkeys((*REASONS, "internal"), 0))
         self._health = ServerHealth(server=server.name, poll_interval=config.poll_interval)
         self._stretched = False
+        self._zone_warning = ""
         self.client = client_factory(server, on_request=self._count_request, stop=stop, clock=clock)
 
     def _count_request(self, endpoint: str, code: str) -> None:
@@ -59,15 +62,16 @@ class ServerPoller:
 
     def poll_once(self) -> ServerSnapshot:
         """Fetch what is needed and build a snapshot; raises on any failure."""
-        now = self.clock()
-        for day in self.cache.days_to_fetch(now):
-            history = self.client.fetch_history_day(day)
-            # Each day is complete in itself, so caching it even if a later request of this
-            # poll fails saves Rocket.Chat a request; only the snapshot is all-or-nothing.
-            self.cache.store(history, self.clock())
+        started = self.clock()
+        fetched = self._fetch_days(started)
         live = self.client.fetch_live_status()
         now = self.clock()
+        if local_date(now, self.tz) != local_date(started, self.tz):
+            # Midnight passed during this poll: the new day (and the one that just ended)
+            # must be in the snapshot too, or it would be a partial picture at `now`.
+            fetched += self._fetch_days(now)
         self.cache.prune(now)
+        self._check_zone(fetched, now)
         available = (
             None if live.agents is None else [a.username for a in live.agents if a.available]
         )
@@ -88,6 +92,48 @@ class ServerPoller:
         )
         self.streaks = streaks
         return snapshot
+
+    def _fetch_days(self, now: float) -> list[date]:
+        days = self.cache.days_to_fetch(now)
+        for day in days:
+            history = self.client.fetch_history_day(day)
+            # Each day is complete in itself, so caching it even if a later request of this
+            # poll fails saves Rocket.Chat a request; only the snapshot is all-or-nothing.
+            self.cache.store(history, self._server_now())
+        return days
+
+    def _server_now(self) -> float:
+        """Rocket.Chat's time now, as far as finishing days goes.
+
+        The cache treats a day as final once fetched after its end by Rocket.Chat's clock;
+        when ours runs ahead, the day would be closed early and its last sessions lost. Only
+        a clock ahead is corrected: behind, a day is merely kept open a little longer.
+        """
+        skew = getattr(self.client, "clock_skew", 0.0)
+        return self.clock() - max(0.0, skew)
+
+    def _check_zone(self, fetched: list[date], now: float) -> None:
+        """Warn once if Rocket.Chat's midnight split shows it runs in another time zone."""
+        if self._zone_warning or not fetched:
+            return
+        days = self.cache.days(now)
+        for before, after in zip(days, days[1:], strict=False):
+            if before.day not in fetched and after.day not in fetched:
+                continue
+            offset = zone_mismatch(before, after, self.tz)
+            if offset is None:
+                continue
+            self._zone_warning = (
+                f"Rocket.Chat's days end at midnight {format_offset(offset)}, not in the "
+                f"configured timezone {self.server.timezone}: set servers[].timezone to the "
+                "Rocket.Chat server process's zone (today/yesterday windows and day "
+                "boundaries are off until then)"
+            )
+            log.warning(
+                self._zone_warning,
+                extra={"server": self.server.name, "day": after.day.isoformat()},
+            )
+            return
 
     def run_poll(self) -> bool:
         """One poll with bookkeeping: health, counters, logs, publish. Never raises."""
