@@ -1,12 +1,17 @@
 """The exporter's HTTP endpoint: /metrics, a landing page, /healthz and /readyz.
 
 Scrapes only read the pre-rendered page from the publisher; they never call Rocket.Chat.
+Optional TLS and basic auth come from `--web.config.file` (see webconfig.py): the TLS
+handshake happens in the connection's own thread, so a slow client cannot stall the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from exporter import __version__
 from exporter.exposition import CONTENT_TYPE, Publisher
+from exporter.webconfig import HANDSHAKE_TIMEOUT_SECONDS, WebGuard
 
 log = logging.getLogger("exporter.web")
 
@@ -73,12 +79,29 @@ def landing_page(publisher: Publisher, now: float) -> bytes:
     return body.encode("utf-8")
 
 
-def make_handler(publisher: Publisher, clock: Callable[[], float] = time.time):
+IDLE_TIMEOUT_SECONDS = 60.0  # an idle keep-alive connection does not pin a thread forever
+
+
+def make_handler(
+    publisher: Publisher,
+    clock: Callable[[], float] = time.time,
+    guard: WebGuard | None = None,
+):
     class Handler(BaseHTTPRequestHandler):
         server_version = f"rocketchat-omnichannel-exporter/{__version__}"
         protocol_version = "HTTP/1.1"
+        timeout = IDLE_TIMEOUT_SECONDS
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            if guard is not None and not guard.authorized(self.headers.get("Authorization")):
+                # Every path, like exporter-toolkit: nothing is served without the password.
+                self._send(
+                    401,
+                    "text/plain; charset=utf-8",
+                    b"Unauthorized\n",
+                    extra={"WWW-Authenticate": 'Basic realm="rocketchat-omnichannel-exporter"'},
+                )
+                return
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 gz = "gzip" in self.headers.get("Accept-Encoding", "")
@@ -99,12 +122,21 @@ def make_handler(publisher: Publisher, clock: Callable[[], float] = time.time):
         def do_HEAD(self) -> None:  # noqa: N802
             self.do_GET()
 
-        def _send(self, code: int, ctype: str, body: bytes, gzip: bool = False) -> None:
+        def _send(
+            self,
+            code: int,
+            ctype: str,
+            body: bytes,
+            gzip: bool = False,
+            extra: dict[str, str] | None = None,
+        ) -> None:
             self.send_response(code)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             if gzip:
                 self.send_header("Content-Encoding", "gzip")
+            for name, value in (extra or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
@@ -115,10 +147,45 @@ def make_handler(publisher: Publisher, clock: Callable[[], float] = time.time):
     return Handler
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address, handler, guard: WebGuard | None):  # noqa: ANN001
+        self.guard = guard
+        super().__init__(address, handler)
+
+    def finish_request(self, request, client_address) -> None:  # noqa: ANN001
+        context = self.guard.ssl_context() if self.guard is not None else None
+        if context is None:
+            super().finish_request(request, client_address)
+            return
+        # The handshake runs here, in the connection's thread, with a deadline: a client
+        # that connects and says nothing cannot hold up anyone else.
+        request.settimeout(HANDSHAKE_TIMEOUT_SECONDS)
+        try:
+            tls = context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            log.debug("TLS handshake failed", extra={"client": client_address[0], "err": str(exc)})
+            return
+        try:
+            super().finish_request(tls, client_address)
+        finally:
+            with contextlib.suppress(OSError):
+                tls.shutdown(socket.SHUT_RDWR)
+            tls.close()
+
+
 class WebServer:
-    def __init__(self, address: tuple[str, int], publisher: Publisher, **kwargs):
-        self.httpd = ThreadingHTTPServer(address, make_handler(publisher, **kwargs))
-        self.httpd.daemon_threads = True
+    def __init__(
+        self,
+        address: tuple[str, int],
+        publisher: Publisher,
+        *,
+        guard: WebGuard | None = None,
+        **kwargs,
+    ):
+        self.guard = guard
+        self.httpd = _HTTPServer(address, make_handler(publisher, guard=guard, **kwargs), guard)
         self._thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True
         )
@@ -126,6 +193,10 @@ class WebServer:
     @property
     def port(self) -> int:
         return self.httpd.server_address[1]
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.guard is not None and self.guard.tls else "http"
 
     def start(self) -> None:
         self._thread.start()
