@@ -17,6 +17,7 @@ from exporter.config import Config, ConfigError, load_config
 from exporter.exposition import Publisher
 from exporter.poller import ServerPoller, start_pollers
 from exporter.web import WebServer, parse_listen_address
+from exporter.webconfig import WebConfigError, WebGuard
 
 log = logging.getLogger("exporter")
 
@@ -72,12 +73,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {args.config_file}: invalid configuration:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
+    guard = None
+    if args.web_config:
+        try:
+            guard = WebGuard(args.web_config)
+        except WebConfigError as exc:
+            print(f"error: {args.web_config}: invalid web configuration:\n{exc}", file=sys.stderr)
+            return EXIT_CONFIG
     if args.command == "check-config":
         print(describe(config))
+        if guard is not None:
+            print(f"web config {args.web_config}: {guard.config.describe()}")
         return 0
+    warn_insecure(config)
     if args.command == "once":
         return once(config)
-    return serve(config, args.listen)
+    return serve(config, args.listen, guard=guard)
 
 
 def describe(config: Config) -> str:
@@ -91,6 +102,18 @@ def describe(config: Config) -> str:
         staffing = "staffing schedule" if s.staffing else "no staffing schedule"
         lines.append(f"server {s.name}: {s.url} (timezone {s.timezone}, {staffing})")
     return "\n".join(lines)
+
+
+def warn_insecure(config: Config) -> None:
+    """Say loudly, at every start, which servers are polled without checking their certificate."""
+    for s in config.servers:
+        if not s.verify_tls:
+            log.warning(
+                "TLS certificate verification is OFF for this server (verify_tls: false): anyone "
+                "on the network path can read the auth token; set ca_file to the CA that signed "
+                "Rocket.Chat's certificate instead",
+                extra={"server": s.name, "url": s.url},
+            )
 
 
 def once(config: Config) -> int:
@@ -108,7 +131,12 @@ def once(config: Config) -> int:
     return 0 if ok else 1
 
 
-def serve(config: Config, listen: str, stop: threading.Event | None = None) -> int:
+def serve(
+    config: Config,
+    listen: str,
+    stop: threading.Event | None = None,
+    guard: WebGuard | None = None,
+) -> int:
     try:
         address = parse_listen_address(listen)
     except ValueError as exc:
@@ -117,13 +145,22 @@ def serve(config: Config, listen: str, stop: threading.Event | None = None) -> i
     stop = stop or threading.Event()
     publisher = Publisher([s.name for s in config.servers], config.max_staleness)
     try:
-        web = WebServer(address, publisher)
+        web = WebServer(address, publisher, guard=guard)
     except OSError as exc:
         print(f"error: --web.listen-address {listen}: {exc.strerror}", file=sys.stderr)
         return 1
     _install_signal_handlers(stop)
     web.start()
-    log.info("listening", extra={"address": listen, "port": web.port, "version": __version__})
+    log.info(
+        "listening",
+        extra={
+            "address": listen,
+            "port": web.port,
+            "scheme": web.scheme,
+            "web": guard.config.describe() if guard is not None else "TLS off, no basic auth",
+            "version": __version__,
+        },
+    )
     start_pollers(config, publisher, stop)
     stop.wait()
     log.info("shutting down")
@@ -135,9 +172,18 @@ def _install_signal_handlers(stop: threading.Event) -> None:
     def handle(signum, _frame):
         stop.set()
 
+    def hangup(signum, _frame):
+        # SIGHUP would otherwise end the process. Configuration is read once at start (secret
+        # files and the web config are re-read by themselves): keep running on the old one.
+        log.warning(
+            "SIGHUP received: the configuration is not reloaded; restart the exporter to apply "
+            "changes (check them first with check-config)"
+        )
+
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
+        signal.signal(signal.SIGHUP, hangup)
 
 
 DEMO_CONFIG = """\
