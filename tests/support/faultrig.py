@@ -126,6 +126,7 @@ class Rig:
         client_cls: type[RocketChatClient] = RocketChatClient,
         sleep: Callable[[float], None] | None = None,
         skew: float = 0.0,
+        agent_filter: dict[str, Any] | None = None,
         **sim: Any,
     ):
         self.clock = ManualClock(start)
@@ -156,6 +157,7 @@ class Rig:
                 "max_staleness": max_staleness,
                 "windows": list(windows),
                 "windows_include_open_sessions": include_open,
+                "agents": agent_filter or {},
                 "servers": [server],
             }
         )
