@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -772,3 +775,73 @@ def test_matching_zone_gives_no_zone_warning(rig, logs, zone):
     assert r.poll()
     assert r.value("agent_available_seconds", agent="alice", window="today") == 3600
     assert not [m for m in warnings_from(logs) if "configured timezone" in m]
+
+
+# ---- through the real exporter process ---------------------------------------------------------
+
+
+def _scrape(url: str):
+    from tests.support.procs import http_get
+
+    status, body = http_get(url + "/metrics")
+    assert status == 200
+    return parse_page(body)
+
+
+def _rc(samples, name: str, **labels: str):
+    return samples.get((name, frozenset({"server": "rc", **labels}.items())))
+
+
+def test_real_process_fault_staleness_rotation_and_bad_config_edit(tmp_path):
+    """The exporter as a user runs it (real clock, polls every 0.3 s): a revoked token, the
+    staleness limit, a rotated token file, and a config file broken while it runs."""
+    from tests.support.procs import start_exporter
+
+    sim = Simulator(SimulatorConfig(agents=4, rate_limit=0, user_id=USER_ID, auth_token=TOKEN))
+    server = serve(sim)
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    cfg = tmp_path / "config.yaml"
+    good_config = (
+        "poll_interval: 0.3s\nmax_staleness: 1.5s\nwindows: [1h, today]\nservers:\n"
+        f"  - name: rc\n    url: {server.url}\n    user_id: {USER_ID}\n"
+        "    auth_token_file: token\n"
+    )
+    cfg.write_text(good_config)
+    proc, url = start_exporter(cfg, tmp_path)
+    try:
+        wait_for(lambda: _rc(_scrape(url), "up") == 1, 30, "up")
+        data = data_of(_scrape(url))
+        assert data
+        # Token revoked: up 0, auth errors counted, the last data kept while fresh...
+        sim.revoke_token()
+        wait_for(lambda: _rc(_scrape(url), "up") == 0, 10, "up 0")
+        first = _scrape(url)
+        assert _rc(first, "poll_errors_total", reason="auth") >= 1
+        # ...then dropped once older than max_staleness; /metrics keeps answering.
+        wait_for(lambda: not data_of(_scrape(url)), 10, "stale data dropped")
+        assert _rc(_scrape(url), "up") == 0
+        # The token is rotated: Rocket.Chat and the file; picked up without a restart.
+        new = "tok-ROTATED-in-process-77a1"
+        sim.set_credentials(USER_ID, new)
+        (tmp_path / "token").write_text(new + "\n")
+        wait_for(lambda: _rc(_scrape(url), "up") == 1, 10, "recovered after rotation")
+        assert data_of(_scrape(url))
+        # A bad edit of the config file: the running exporter is not affected (it does not
+        # reload, SIGHUP included); a new process refuses to start with exit code 2.
+        cfg.write_text(good_config.replace("poll_interval: 0.3s", "poll_interval: fast"))
+        proc.proc.send_signal(signal.SIGHUP)
+        polls = sim.request_total("agents")
+        wait_for(lambda: sim.request_total("agents") >= polls + 3, 10, "still polling")
+        assert proc.alive() and _rc(_scrape(url), "up") == 1
+        assert "configuration is not reloaded" in proc.log()
+        result = subprocess.run(
+            [sys.executable, "-m", "exporter", "--config.file", str(cfg)],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert result.returncode == 2 and "poll_interval" in result.stderr
+    finally:
+        proc.stop()
+        server.stop()
+    log = proc.log()
+    assert log.count("credentials rejected") == 1  # once for the outage, not once per poll
+    assert TOKEN not in log and new not in log and USER_ID not in log
