@@ -238,17 +238,24 @@ def team_windows(
     """
     if not bounds:
         return []
-    timeline = _Timeline(agents, bounds, requirement)
-    return [timeline.window(start, end, _active(agents, start, end)) for start, end in bounds]
+    first = min(start for start, _ in bounds)
+    last = max(end for _, end in bounds)
+    timeline = Concurrency(agents, first, max(first, last), requirement)
+    schedule = requirement is not None
+    return [
+        team_window(_active(agents, start, end), timeline.span(start, end), schedule)
+        for start, end in bounds
+    ]
 
 
-def _active(agents: Sequence[Sequence[Interval]], start: float, end: float) -> int:
+def _active(agents: Iterable[Sequence[Interval]], start: float, end: float) -> int:
     if end <= start:
         return 0
-    return sum(1 for intervals in agents if _overlaps(intervals, start, end))
+    return sum(1 for intervals in agents if overlaps(intervals, start, end))
 
 
-def _overlaps(intervals: Sequence[Interval], start: float, end: float) -> bool:
+def overlaps(intervals: Sequence[Interval], start: float, end: float) -> bool:
+    """Whether some interval shares a positive length with [start, end]."""
     for k in range(bisect_right(intervals, start, key=_END), len(intervals)):
         iv = intervals[k]
         if iv.start >= end:
@@ -256,6 +263,49 @@ def _overlaps(intervals: Sequence[Interval], start: float, end: float) -> bool:
         if iv.end > iv.start:  # ends after `start` (bisect), starts before `end`, not a point
             return True
     return False
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Team concurrency over one stretch of time, in timeline units (see `_UNITS`).
+
+    Spans of adjacent stretches join (`+`) into the span of both: the extremes of the two,
+    the sums of the rest. That is what lets a window be computed from a part that is kept
+    across polls (past days) and a part rebuilt every poll (today).
+    """
+
+    length: float
+    low: float  # fewest agents available at one instant
+    high: float  # most agents available at one instant
+    area: float  # agents x time
+    nobody: float  # time with no agent available
+    short: float | None  # time with fewer agents than required; None without a schedule
+
+    def __add__(self, other: Span) -> Span:
+        short = None if self.short is None or other.short is None else self.short + other.short
+        return Span(
+            self.length + other.length,
+            min(self.low, other.low),
+            max(self.high, other.high),
+            self.area + other.area,
+            self.nobody + other.nobody,
+            short,
+        )
+
+
+def team_window(active: int, span: Span | None, schedule: bool) -> TeamWindow:
+    """A window's TeamWindow from its span (None: an empty window, every value 0).
+
+    `schedule`: whether a staffing schedule applies (understaffed is a number, else None).
+    """
+    if span is None:
+        return TeamWindow(active, 0.0, 0.0, 0.0, 0.0, 0.0 if schedule else None)
+    length = span.length
+    # The sums are exact; the clamps only guard absurd inputs (instants beyond year 70000).
+    avg = min(max(span.area / length, span.low), span.high)
+    nobody = min(span.nobody, length) / _UNITS
+    short = None if span.short is None else min(span.short, length) / _UNITS
+    return TeamWindow(active, span.low, span.high, avg, nobody, short)
 
 
 # Sweep events are sorted as single floats, 4 * millisecond + kind, so that one C-level sort
@@ -275,32 +325,39 @@ def _unit(t: float) -> float:
     return round(t * 1000.0) * 4.0
 
 
-class _Timeline:
+def empty_span(start: float, end: float) -> bool:
+    """Whether [start, end) has no length at the sweep's resolution (whole milliseconds)."""
+    return _unit(end) <= _unit(start)
+
+
+class Concurrency:
     """The team's concurrency as a step function over milliseconds, with running totals.
 
-    Built once per poll from every agent's intervals; each window then costs two binary
-    searches and a min/max over its slice. Window edges and requirement changes are inserted
-    as breakpoints (`_MARK` events), so a window always starts and ends on a breakpoint.
+    Built once from every agent's intervals over a domain [start, end]; `span` then answers
+    for any stretch inside the domain with a few binary searches, so one build serves every
+    window, and a build over days that no longer change serves every later poll.
 
-    Segment k spans [times[k], times[k + 1]) (in timeline units) with level[k] agents
-    available. Running totals have one entry more than there are segments: area[k] sums
-    level * width over segments 0..k-1, nobody[k] the width where the level is 0, short[k]
-    the width where the level is below the requirement.
+    Breakpoint k (times in `_UNITS`) starts segment k, [times[k], times[k + 1]), with
+    level[k] agents available; the domain's ends and the requirement's changes are
+    breakpoints too (`_MARK` events), so `required` is constant on each segment. Running
+    totals have one entry per breakpoint: area[k] sums level * width over segments 0..k-1,
+    nobody[k] the width where level is 0, short[k] the width where level < required.
     Millions of intervals are normal here, so values live in compact arrays and every
     per-element step is a map/accumulate/compress that runs in C, not a Python loop.
     """
 
     def __init__(
         self,
-        agents: Sequence[Sequence[Interval]],
-        bounds: Sequence[tuple[float, float]],
-        requirement: Requirement | None,
+        agents: Iterable[Sequence[Interval]],
+        start: float,
+        end: float,
+        requirement: Requirement | None = None,
     ):
         flat = list(chain.from_iterable(agents))
         keys = list(_event_keys(map(_START, flat), _STARTS))
         keys.extend(_event_keys(map(_END, flat), _ENDS))
         del flat
-        keys.extend(_event_keys(chain.from_iterable(bounds), _MARK))
+        keys.extend(_event_keys((start, end), _MARK))
         if requirement is not None:
             keys.extend(_event_keys(chain.from_iterable(r[:2] for r in requirement), _MARK))
         keys.sort()
@@ -318,27 +375,67 @@ class _Timeline:
         widths = array("d", map(sub, times[1:], times[:-1]))
         self.area = _running(map(mul, widths, level))
         self.nobody = _running(map(mul, widths, map(not_, level)))
-        self.short: array[float] | None = None
+        self.short = None
         if requirement is not None:
             required = _required_levels(times, requirement)
             self.short = _running(map(mul, widths, map(lt, level, required)))
+            self._required = required
+        self._lowest: array[float] | None = None  # suffix minima / maxima, built on demand
+        self._highest: array[float] | None = None
 
-    def window(self, start: float, end: float, active: int) -> TeamWindow:
+    def span(self, start: float, end: float) -> Span | None:
+        """Concurrency over [start, end), inside the domain; None when it is empty."""
         lo, hi = _unit(start), _unit(end)
         if hi <= lo:
-            return TeamWindow(active, 0.0, 0.0, 0.0, 0.0, None if self.short is None else 0.0)
-        a = bisect_left(self.times, lo)
-        b = bisect_left(self.times, hi)
-        length = hi - lo
-        levels = self.level[a:b]
-        low, high = min(levels), max(levels)
-        # The sums are exact; the clamps only guard absurd inputs (instants beyond year 70000).
-        avg = min(max((self.area[b] - self.area[a]) / length, low), high)
-        nobody = min(self.nobody[b] - self.nobody[a], length) / _UNITS
+            return None
+        times = self.times
+        a = bisect_right(times, lo) - 1  # the segment lo falls in
+        b = bisect_left(times, hi)  # segments a..b-1 meet [lo, hi)
+        if a < 0 or b >= len(times):
+            raise ValueError(f"span [{start}, {end}) is outside the timeline's domain")
+        if b == len(times) - 1:  # up to the domain's end: the common case, answered in O(1)
+            low, high = self._suffix(a)
+        else:
+            levels = self.level[a:b]
+            low, high = min(levels), max(levels)
         short = None
         if self.short is not None:
-            short = min(self.short[b] - self.short[a], length) / _UNITS
-        return TeamWindow(active, low, high, avg, nobody, short)
+            short = self._integral(self.short, self._short_weight, hi) - self._integral(
+                self.short, self._short_weight, lo
+            )
+        return Span(
+            hi - lo,
+            low,
+            high,
+            self._integral(self.area, self._level_weight, hi)
+            - self._integral(self.area, self._level_weight, lo),
+            self._integral(self.nobody, self._nobody_weight, hi)
+            - self._integral(self.nobody, self._nobody_weight, lo),
+            short,
+        )
+
+    # A running total at any instant: the total at the segment's start plus its weight times
+    # the part of the segment before the instant (all whole numbers of units: exact).
+    def _integral(self, totals: array[float], weight, t: float) -> float:
+        k = bisect_right(self.times, t) - 1
+        return totals[k] + weight(k) * (t - self.times[k])
+
+    def _level_weight(self, k: int) -> float:
+        return self.level[k]
+
+    def _nobody_weight(self, k: int) -> float:
+        return float(not self.level[k])
+
+    def _short_weight(self, k: int) -> float:
+        return float(self.level[k] < self._required[k])
+
+    def _suffix(self, a: int) -> tuple[float, float]:
+        """Fewest and most agents from segment a to the domain's end."""
+        if self._lowest is None or self._highest is None:
+            segments = self.level[:-1]  # the last breakpoint ends the domain: no segment
+            self._lowest = array("d", accumulate(reversed(segments), min))[::-1]
+            self._highest = array("d", accumulate(reversed(segments), max))[::-1]
+        return self._lowest[a], self._highest[a]
 
 
 def _running(values: Iterable[float]) -> array[float]:

@@ -20,7 +20,7 @@ from exporter.config.model import Config, ServerConfig
 from exporter.exposition import Publisher, ServerHealth
 from exporter.history import HistoryCache, local_date
 from exporter.sessions import Streak, update_streaks
-from exporter.snapshot import ServerSnapshot, SnapshotInputs, build_snapshot
+from exporter.snapshot import PastDays, ServerSnapshot, SnapshotInputs, build_snapshot
 from exporter.zonecheck import format_offset, zone_mismatch
 
 log = logging.getLogger("exporter.poller")
@@ -47,6 +47,7 @@ class ServerPoller:
         self.tz = ZoneInfo(server.timezone)
         self.cache = HistoryCache(self.tz, config.history_days)
         self.streaks: dict[str, Streak] = {}
+        self.past = PastDays()  # what the snapshot takes from past days, kept between polls
         self._requests: Counter[tuple[str, str]] = Counter()
         # Every reason starts at 0 so that rate() sees the first failure.
         self._errors: Counter[str] = Counter(dict.fromkeys((*REASONS, "internal"), 0))
@@ -89,6 +90,7 @@ class ServerPoller:
                 include_open_sessions=self.config.windows_include_open_sessions,
             ),
             now,
+            self.past,
         )
         self.streaks = streaks
         return snapshot

@@ -1,0 +1,128 @@
+"""PastDays (past days kept between polls) gives exactly the snapshot computed from scratch."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, time, timedelta
+from zoneinfo import ZoneInfo
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter.availability import day_start
+from exporter.config.model import AgentFilter, Staffing, StaffingRule, Window
+from exporter.model import AgentDay, AgentLive, DayHistory, Interval, LiveStatus
+from exporter.sessions import Streak
+from exporter.snapshot import PastDays, SnapshotInputs, build_snapshot
+
+ZONES = [ZoneInfo(z) for z in ("UTC", "Europe/Berlin", "Asia/Kolkata", "America/Santiago")]
+WINDOWS = (
+    Window("1h", "duration", 3600),
+    Window("8h", "duration", 8 * 3600),
+    Window("24h", "duration", 86400),
+    Window("7d", "duration", 7 * 86400),
+    Window("today", "today"),
+    Window("yesterday", "yesterday"),
+)
+STAFFING = Staffing(
+    timezone="Europe/Berlin",
+    default=1,
+    rules=(StaffingRule(frozenset(range(5)), time(8), time(18), 3),),
+)
+AGENTS = ("ana", "bo", "cy", "bot.x")
+TODAY = date(2026, 3, 30)  # Berlin changed to summer time on the 29th, Santiago on 4 April
+
+
+def day_history(day: date, tz: ZoneInfo, sessions: dict[str, list[tuple[int, int]]]):
+    """Sessions as (start, end) seconds into the local day; an end of -1 means 23:59:59."""
+    midnight = day_start(day, tz)
+    last = day_start(day + timedelta(days=1), tz) - 1
+    agents = {}
+    for name, spans in sessions.items():
+        ivs, t = [], midnight
+        for gap, length in spans:
+            start = t + gap
+            end = last if length < 0 else min(start + length, last)
+            if start > last:
+                break
+            ivs.append(Interval(start, end))
+            t = end + 1
+        agents[name] = AgentDay(name, tuple(ivs), None)
+    return DayHistory(day=day, agents=agents, total=len(agents))
+
+
+spans = st.lists(
+    st.tuples(st.sampled_from([0, 0, 1, 60, 3600, 30000]), st.sampled_from([-1, 0, 1, 900, 14000])),
+    max_size=5,
+)
+day_sessions = st.dictionaries(st.sampled_from(AGENTS), spans, max_size=4)
+
+
+def inputs(tz, days, now, streaks, staffing) -> SnapshotInputs:
+    live = LiveStatus(agents=tuple(AgentLive(n, "online", n in streaks) for n in AGENTS), counts={})
+    return SnapshotInputs(
+        server="s",
+        tz=tz,
+        days=days,
+        live=live,
+        streaks=streaks,
+        windows=WINDOWS,
+        agent_filter=AgentFilter(re.compile(".*"), re.compile(r"bot\..*")),
+        staffing=staffing,
+        include_open_sessions=True,
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    tz=st.sampled_from(ZONES),
+    history=st.lists(day_sessions, min_size=9, max_size=9),
+    into_today=st.sampled_from([0, 1, 1800, 7199, 7200, 30000, 86399]),
+    streak_ages=st.dictionaries(st.sampled_from(AGENTS), st.sampled_from([0, 60, 9000, 90000])),
+    staffed=st.booleans(),
+)
+def test_past_days_kept_between_polls_give_the_same_snapshot(
+    tz, history, into_today, streak_ages, staffed
+):
+    past = PastDays()
+    staffing = STAFFING if staffed else None
+    # Two polls on two days with the same memo: day one's past block must not leak into two.
+    for offset in (1, 0):
+        today = TODAY - timedelta(days=offset)
+        days = [
+            day_history(today - timedelta(days=8 - i), tz, history[i + offset - 1] if i else {})
+            for i in range(9 - offset)
+        ]
+        midnight = day_start(today, tz)
+        now = min(midnight + into_today, day_start(today + timedelta(days=1), tz) - 1)
+        # Today's intervals end by now (Rocket.Chat only records closed sessions).
+        days[-1] = DayHistory(
+            day=today,
+            agents={
+                n: AgentDay(n, tuple(iv for iv in a.intervals if iv.end <= now), None)
+                for n, a in days[-1].agents.items()
+            },
+            total=days[-1].total,
+        )
+        streaks = {n: Streak(now - age, now) for n, age in streak_ages.items()}
+        inp = inputs(tz, days, now, streaks, staffing)
+        kept = build_snapshot(inp, now, past)
+        assert kept == build_snapshot(inp, now)
+        assert kept == build_snapshot(inp, now, past)  # the same block again, reused
+    # Windows start inside the cached days: the kept path must have been the one taken.
+    assert past.parts(inp, [(now - 3600, now), (now - 7 * 86400, now)], now) is not None
+
+
+def test_split_path_is_skipped_where_it_does_not_apply():
+    tz = ZONES[0]
+    days = [day_history(TODAY - timedelta(days=1), tz, {"ana": [(0, 100)]})]
+    now = day_start(TODAY, tz) + 3600
+    inp = inputs(tz, days, now, {}, None)
+    past = PastDays()
+    # A window reaching before the cached days cannot be answered from them.
+    assert past.parts(inp, [(now - 3 * 86400, now)], now) is None
+    assert past.parts(inp, [(now - 3600, now)], now) is not None
+    # Nothing in the past: nothing to keep.
+    today_only = inputs(tz, [day_history(TODAY, tz, {"ana": [(0, 100)]})], now, {}, None)
+    assert past.parts(today_only, [(now - 3600, now)], now) is None
+    assert build_snapshot(inp, now, past) == build_snapshot(inp, now)
