@@ -127,6 +127,7 @@ class Rig:
         sleep: Callable[[float], None] | None = None,
         skew: float = 0.0,
         agent_filter: dict[str, Any] | None = None,
+        record: bool = True,
         **sim: Any,
     ):
         self.clock = ManualClock(start)
@@ -140,7 +141,7 @@ class Rig:
         }
         settings.update(sim)
         self.sim = Simulator(SimulatorConfig(**settings), clock=self.clock)
-        self.requests = RequestLog(self.sim)
+        self.requests = RequestLog(self.sim) if record else None
         self.server: SimulatorServer = serve(self.sim, host="127.0.0.1", port=0)
         server = {
             "name": "rc",
