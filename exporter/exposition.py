@@ -35,6 +35,7 @@ class ServerHealth:
     requests: tuple[tuple[str, str, int], ...] = ()  # (endpoint, code, count)
     poll_errors: tuple[tuple[str, int], ...] = ()  # (reason, count)
     last_error: str = ""
+    warnings: tuple[str, ...] = ()  # standing problems worth a look (landing page only)
 
 
 @dataclass(frozen=True)

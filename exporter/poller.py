@@ -15,7 +15,13 @@ from collections.abc import Callable
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from exporter.client import REASONS, RocketChatClient, RocketChatError, Stopped
+from exporter.client import (
+    REASONS,
+    SKEW_WARN_SECONDS,
+    RocketChatClient,
+    RocketChatError,
+    Stopped,
+)
 from exporter.config.model import Config, ServerConfig
 from exporter.exposition import Publisher, ServerHealth
 from exporter.history import HistoryCache, local_date
@@ -167,9 +173,18 @@ class ServerPoller:
             requests=tuple((e, c, n) for (e, c), n in sorted(self._requests.items())),
             poll_errors=tuple(sorted(self._errors.items())),
             last_error=error,
+            warnings=self._warnings(),
         )
         self.publisher.update(self._health, snapshot, now)
         return snapshot is not None
+
+    def _warnings(self) -> tuple[str, ...]:
+        out = [self._zone_warning] if self._zone_warning else []
+        skew = getattr(self.client, "clock_skew", 0.0)
+        if abs(skew) >= SKEW_WARN_SECONDS:
+            ahead = "ahead of" if skew > 0 else "behind"
+            out.append(f"the exporter's clock is {abs(skew):.0f} s {ahead} Rocket.Chat's")
+        return tuple(out)
 
     def _effective_interval(self, duration: float) -> float:
         configured = self.config.poll_interval

@@ -59,6 +59,7 @@ def landing_page(publisher: Publisher, now: float) -> bytes:
                     _when(h.last_poll, now),
                     _when(h.last_success, now),
                     h.last_error or "-",
+                    "; ".join(h.warnings) or "-",
                 )
             )
             + "</tr>"
@@ -72,7 +73,7 @@ def landing_page(publisher: Publisher, now: float) -> bytes:
 <p><a href="metrics">Metrics</a> &middot; <a href="healthz">Health</a> &middot;
 <a href="readyz">Readiness</a></p>
 <table><tr><th>Server</th><th>State</th><th>Last poll</th><th>Last success</th>
-<th>Last error</th></tr>
+<th>Last error</th><th>Warnings</th></tr>
 {"".join(rows)}
 </table></body></html>
 """

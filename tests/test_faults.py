@@ -29,6 +29,7 @@ from exporter.config import parse_config
 from exporter.exposition import Publisher
 from exporter.poller import start_pollers
 from exporter.simulator import Simulator, SimulatorConfig, serve
+from exporter.web import landing_page
 from tests.support.faultrig import (
     TOKEN,
     USER_ID,
@@ -750,8 +751,9 @@ def test_exporter_clock_ahead_or_behind_rocketchat(rig, logs, skew):
     if abs(skew) >= 60:
         assert len(clock_warnings) == 1, clock_warnings
         assert ("ahead" if skew > 0 else "behind") in clock_warnings[0]
+        assert any("clock is" in w for w in r.health().warnings)
     else:
-        assert clock_warnings == []
+        assert clock_warnings == [] and r.health().warnings == ()
 
 
 def test_server_zone_differs_from_the_configured_one(rig, logs):
@@ -766,6 +768,9 @@ def test_server_zone_differs_from_the_configured_one(rig, logs):
     found = [m for m in warnings_from(logs) if "configured timezone" in m]
     assert len(found) == 1, found
     assert "UTC-05:00" in found[0] and "UTC" in found[0]
+    # Also on the landing page, for whoever looks there rather than in the logs.
+    page = landing_page(r.publisher, r.exporter_now()).decode()
+    assert "midnight UTC-05:00, not in the configured timezone UTC" in page
 
 
 @pytest.mark.parametrize("zone", ["Europe/Berlin", "Asia/Kolkata", "America/Santiago"])
