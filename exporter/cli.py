@@ -66,13 +66,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return simulate(argv[1:])
     args = build_parser().parse_args(argv)
     logs.setup(args.log_level, args.log_format)
-    if args.command == "demo":
-        return demo(args)
-    try:
-        config = load_config(args.config_file)
-    except ConfigError as exc:
-        print(f"error: {args.config_file}: invalid configuration:\n{exc}", file=sys.stderr)
-        return EXIT_CONFIG
     guard = None
     if args.web_config:
         try:
@@ -80,6 +73,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         except WebConfigError as exc:
             print(f"error: {args.web_config}: invalid web configuration:\n{exc}", file=sys.stderr)
             return EXIT_CONFIG
+    if args.command == "demo":
+        return demo(args, guard)
+    try:
+        config = load_config(args.config_file)
+    except ConfigError as exc:
+        print(f"error: {args.config_file}: invalid configuration:\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
     if args.command == "check-config":
         print(describe(config))
         if guard is not None:
@@ -205,7 +205,7 @@ servers:
 """
 
 
-def demo(args: argparse.Namespace) -> int:
+def demo(args: argparse.Namespace, guard: WebGuard | None = None) -> int:
     """Run the simulator in-process and the exporter against it over real HTTP."""
     from exporter.simulator import Simulator, SimulatorConfig
     from exporter.simulator import serve as serve_simulator
@@ -223,6 +223,6 @@ def demo(args: argparse.Namespace) -> int:
         config = load_config(path)
         log.info("demo: simulated Rocket.Chat with 50 agents", extra={"url": sim_server.url})
         try:
-            return serve(config, args.listen)
+            return serve(config, args.listen, guard=guard)
         finally:
             sim_server.stop()
