@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from operator import attrgetter
 from zoneinfo import ZoneInfo
@@ -17,9 +17,12 @@ from zoneinfo import ZoneInfo
 from exporter.availability import (
     AgentWindow,
     Concurrency,
+    Tally,
     TeamWindow,
+    agent_result,
     agent_window,
     bridge_midnight_splits,
+    clip,
     empty_span,
     overlaps,
     team_window,
@@ -100,7 +103,7 @@ def build_snapshot(inp: SnapshotInputs, now: float, past: PastDays | None = None
 
     rows: tuple[AgentRow, ...] = ()
     if inp.agent_filter.per_agent:
-        rows = _agent_rows(inp, parts, live_agents, bounds, now)
+        rows = _agent_rows(inp, parts, live_agents, now)
 
     return ServerSnapshot(
         server=inp.server,
@@ -116,11 +119,12 @@ def build_snapshot(inp: SnapshotInputs, now: float, past: PastDays | None = None
 
 @dataclass(frozen=True, slots=True)
 class _Parts:
-    """Per-agent intervals and team figures, however they were computed."""
+    """Per-agent figures and team figures, however they were computed."""
 
+    agents: Set[str]  # agents with history or an open session
     last_closed: dict[str, float]  # end of each agent's latest closed interval
     opened: dict[str, Interval]  # open sessions
-    merged: dict[str, tuple[Interval, ...]]  # closed + open, sorted and merged
+    windows: Callable[[str], list[AgentWindow | None]]  # an agent's figures, window order
     team: list[TeamWindow]  # in window order
 
 
@@ -162,7 +166,12 @@ def _whole_parts(inp: SnapshotInputs, bounds: Sequence[tuple[float, float]], now
     # one-second hole it leaves would make every midnight look unstaffed, so bridge it.
     team_intervals = [bridge_midnight_splits(ivs, inp.tz) for ivs in merged.values()]
     team = team_windows(team_intervals, bounds, requirement)
-    return _Parts(last_closed, opened, merged, team)
+
+    def windows(name: str) -> list[AgentWindow | None]:
+        intervals = merged.get(name, ())
+        return [agent_window(intervals, start, end) for start, end in bounds]
+
+    return _Parts(merged.keys(), last_closed, opened, windows, team)
 
 
 # Past and recent meet this long before today's midnight: late enough that the recent part
@@ -182,8 +191,9 @@ class PastDays:
     the two: per agent by concatenation, for the team by `Span` addition (concurrency up to
     `split` is the past part's, from `split` on the recent part's).
 
-    The result is exactly what `_whole_parts` computes; `parts` returns None (use that
-    instead) where the split does not apply: no past day, a window that starts before the
+    The figures are `_whole_parts`'s (per-agent seconds are summed in another order, so in
+    principle they can differ in the last bit); `parts` returns None (use that instead)
+    where the split does not apply: no past day, a window that starts before the
     past days or ends before `split`, or a recent interval starting before `split`.
 
     One per server (the poller owns it); not thread-safe.
@@ -226,11 +236,11 @@ class _PastBlock:
         closed = closed_intervals(days, inp.agent_filter.wants)
         # heads end at or before `split`; tails (mostly none) end after it and join the recent
         # part, where the open session and tonight's midnight split may need them.
-        self.heads: dict[str, tuple[Interval, ...]] = {}
+        self.heads: dict[str, Tally] = {}
         self.tails: dict[str, tuple[Interval, ...]] = {}
         for name, ivs in closed.items():
             k = bisect_right(ivs, split, key=_END)
-            self.heads[name] = tuple(ivs[:k])
+            self.heads[name] = Tally(ivs[:k])
             if k < len(ivs):
                 self.tails[name] = tuple(ivs[k:])
         self.last_closed = {name: ivs[-1].end for name, ivs in closed.items() if ivs}
@@ -239,7 +249,7 @@ class _PastBlock:
         starts = [ivs[0].start for ivs in bridged.values() if ivs]
         self.start = min([day_start(days[0].day, inp.tz), *starts])
         self.team = Concurrency(
-            bridged.values(), self.start, split, _requirement(inp, self.start, split)
+            bridged.values(), self.start, split, _requirement(inp, self.start, split), reused=True
         )
         # reach: the latest instant before `split` the agent was available (positive-length
         # intervals only): the agent is active in [t, split) exactly when reach > t.
@@ -264,18 +274,38 @@ class _PastBlock:
         last_closed = dict(self.last_closed)
         last_closed.update((name, ivs[-1].end) for name, ivs in recent_closed.items() if ivs)
         opened = _open_sessions(inp, last_closed, now)
-        merged: dict[str, tuple[Interval, ...]] = {}
-        recent: dict[str, tuple[Interval, ...]] = {}  # bridged, for the team
+        names = self.heads.keys() | recent_closed.keys() | opened.keys()
+        merged: dict[str, tuple[Interval, ...]] = {}  # after the heads: tail, today, open
+        recent: dict[str, tuple[Interval, ...]] = {}  # the same, bridged, for the team
         no_intervals: tuple[Interval, ...] = ()
-        for name in self.heads.keys() | recent_closed.keys() | opened.keys():
+        for name in names:
             tail = self.tails.get(name, no_intervals)
             closed = recent_closed.get(name)
             ivs = with_open_sessions(tail + tuple(closed) if closed else tail, opened.get(name))
-            merged[name] = self.heads.get(name, no_intervals) + ivs
             if ivs:
+                merged[name] = ivs
                 recent[name] = bridge_midnight_splits(ivs, inp.tz)
         team = self._team(inp, recent, bounds, now)
-        return _Parts(last_closed, opened, merged, team)
+        heads = self.heads
+
+        def windows(name: str) -> list[AgentWindow | None]:
+            """Past part from the head's running totals, the rest clipped as usual."""
+            ivs = merged.get(name, no_intervals)
+            head = heads.get(name)
+            head_end = head.intervals[-1].end if head is not None and head.intervals else -1e300
+            out: list[AgentWindow | None] = []
+            for start, end in bounds:
+                if end <= start:
+                    out.append(None)
+                    continue
+                seconds, count = clip(ivs, start, end) if ivs else (0.0, 0)
+                if start < head_end:
+                    more, n = head.clip(start, end)  # type: ignore[union-attr]
+                    seconds, count = more + seconds, n + count
+                out.append(agent_result(seconds, count, end - start))
+            return out
+
+        return _Parts(names, last_closed, opened, windows, team)
 
     def _team(
         self,
@@ -325,16 +355,13 @@ def _reach(intervals: Sequence[Interval], split: float) -> float:
     return -math.inf
 
 
-def _agent_rows(inp, parts: _Parts, live_agents, bounds, now) -> tuple[AgentRow, ...]:
+def _agent_rows(inp, parts: _Parts, live_agents, now) -> tuple[AgentRow, ...]:
     reported_days = _reported_days(inp, now)
     rows = []
-    for name in sorted(parts.merged.keys() | live_agents.keys()):
-        intervals = parts.merged.get(name, ())
-        stats = []
-        for w, (start, end) in zip(inp.windows, bounds, strict=True):
-            aw = agent_window(intervals, start, end)
-            if aw is not None:
-                stats.append((w.name, aw))
+    window_names = [w.name for w in inp.windows]
+    for name in sorted(parts.agents | live_agents.keys()):
+        figures = zip(window_names, parts.windows(name), strict=True)
+        stats = [(w, aw) for w, aw in figures if aw is not None]
         reported = tuple(
             (wname, day.agents[name].reported_seconds)
             for wname, day in reported_days
