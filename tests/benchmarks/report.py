@@ -108,6 +108,10 @@ ROWS: tuple[Row | str, ...] = (
         lambda r: f"{r['cpu']['steady']['work'] / r['cpu']['steady']['json']:.1f}x",
     ),
     ("steady: whole poll incl. HTTP client", lambda r: _s(r["cpu"]["steady"]["total"])),
+    (
+        "steady: of which garbage collection",
+        lambda r: f"{_ms(r['cpu']['steady']['gc'])} ms, {r['cpu']['gc_full_per_poll']:.1f} full",
+    ),
     "Scrape latency, 4 concurrent scrapers: p50 / p99 ms",
     ("floor: static bytes, stdlib server", lambda r: _lat(r["scrape"]["floor"])),
     ("exporter /metrics", lambda r: _lat(r["scrape"]["exporter"])),

@@ -4,6 +4,7 @@ its own process, and the exporter's real poller with stopwatches around its stag
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import logging
 import math
@@ -140,6 +141,8 @@ class Stages:
     compute: float = 0.0  # build_snapshot: windows, team sweep, open sessions
     render: float = 0.0  # Publisher.update: exposition text + its gzip copy
     total: float = 0.0  # the whole poll: the above plus HTTP and bookkeeping
+    gc: float = 0.0  # of total: cyclic garbage collections the poll triggered (in any stage)
+    gc_full: int = 0  # of those, full (generation 2) collections
 
     @property
     def decode(self) -> float:
@@ -160,6 +163,19 @@ class _Meter:
     """Which Stages the wrappers add to (swapped per poll)."""
 
     stages = Stages()
+    thread: int | None = None  # the poller's thread (garbage collections are counted there)
+    gc_started = 0.0
+
+
+def _gc_callback(phase: str, info: dict[str, Any]) -> None:
+    if threading.get_ident() != _Meter.thread:
+        return
+    if phase == "start":
+        _Meter.gc_started = time.thread_time()
+        return
+    s = _Meter.stages
+    s.gc += time.thread_time() - _Meter.gc_started
+    s.gc_full += info["generation"] == 2
 
 
 def _timed(field: str, fn: Callable) -> Callable:
@@ -204,6 +220,7 @@ def install_stopwatches() -> None:
         return
     _installed = True
     httpx.Response.json = _timed_json  # type: ignore[method-assign]
+    gc.callbacks.append(_gc_callback)
     for name in _PARSERS:
         setattr(exporter.client, name, _timed("parse", getattr(exporter.client, name)))
     exporter.poller.build_snapshot = _timed("compute", exporter.poller.build_snapshot)
@@ -272,6 +289,7 @@ class Exporter:
         before = self.sim.requests()
         started_fake = self.clock.now()
         stages = _Meter.stages = Stages()
+        _Meter.thread = threading.get_ident()
         wall = time.perf_counter()
         cpu = time.thread_time()
         ok = self.poller.run_poll()

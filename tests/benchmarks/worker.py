@@ -94,6 +94,7 @@ def run_size(
             "cpu": {
                 "fill": fill.stages.as_dict(),
                 "steady": _median_stages([p.stages for p in steady]),
+                "gc_full_per_poll": statistics.mean(p.stages.gc_full for p in steady),
                 "fill_wall": fill.wall,
                 "steady_wall": statistics.median(p.wall for p in steady),
             },
