@@ -202,6 +202,8 @@ class PastDays:
     def __init__(self) -> None:
         self._key: tuple | None = None
         self._block: _PastBlock | None = None
+        self.builds = 0  # how many times the past part was (re)built
+        self.intervals = 0  # intervals in the current past part
 
     def parts(
         self, inp: SnapshotInputs, bounds: Sequence[tuple[float, float]], now: float
@@ -224,6 +226,8 @@ class PastDays:
             self._block = None  # let the old block go first: one in memory at a time
             self._block = _PastBlock(inp, past, split)
             self._key = key
+            self.builds += 1
+            self.intervals = sum(len(h.intervals) for h in self._block.heads.values())
         return self._block
 
 

@@ -126,3 +126,81 @@ def test_split_path_is_skipped_where_it_does_not_apply():
     today_only = inputs(tz, [day_history(TODAY, tz, {"ana": [(0, 100)]})], now, {}, None)
     assert past.parts(today_only, [(now - 3600, now)], now) is None
     assert build_snapshot(inp, now, past) == build_snapshot(inp, now)
+
+
+class _Client:
+    """A Rocket.Chat client stand-in: one session a day for one agent, nobody live."""
+
+    def __init__(self, server, *, on_request=None, stop=None, clock=None):
+        self.min_poll_interval = 0.0
+
+    def fetch_history_day(self, day: date) -> DayHistory:
+        return day_history(day, ZONES[0], {"ana": [(3600, 600)]})
+
+    def fetch_live_status(self) -> LiveStatus:
+        return LiveStatus(agents=(), counts={})
+
+    def close(self) -> None:
+        pass
+
+
+def _poller(clock):
+    import threading
+
+    from exporter.config import parse_config
+    from exporter.exposition import Publisher
+    from exporter.poller import ServerPoller
+
+    config = parse_config(
+        {
+            "windows": ["1h", "7d"],
+            "servers": [
+                {"name": "m", "url": "http://127.0.0.1:1", "user_id": "u", "auth_token": "t"}
+            ],
+        }
+    )
+    publisher = Publisher(["m"], config.max_staleness)
+    return ServerPoller(
+        config.servers[0],
+        config,
+        publisher,
+        stop=threading.Event(),
+        clock=lambda: clock[0],
+        client_factory=_Client,
+    )
+
+
+def test_large_past_days_are_exempted_from_gc_scans_once_per_rebuild(monkeypatch):
+    import gc
+
+    import exporter.poller
+
+    exempt = exporter.poller._exempt_long_lived
+    calls = []
+    monkeypatch.setattr(exporter.poller, "_exempt_long_lived", lambda: calls.append(exempt()))
+    monkeypatch.setattr(exporter.poller, "EXEMPT_FROM_GC_INTERVALS", 1)
+    clock = [day_start(TODAY, ZONES[0]) + 12 * 3600]
+    poller = _poller(clock)
+    gc.unfreeze()
+    try:
+        assert poller.run_poll()
+        assert len(calls) == 1 and gc.get_freeze_count() > 0  # past days built: exempted
+        clock[0] += 60
+        assert poller.run_poll()
+        assert len(calls) == 1  # the same past days: nothing more to do
+        clock[0] += 86400
+        assert poller.run_poll()
+        assert len(calls) == 2  # a new day: new past days
+    finally:
+        gc.unfreeze()
+
+
+def test_small_past_days_are_left_to_the_collector(monkeypatch):
+    import exporter.poller
+
+    calls = []
+    monkeypatch.setattr(exporter.poller, "_exempt_long_lived", lambda: calls.append(1))
+    clock = [day_start(TODAY, ZONES[0]) + 12 * 3600]
+    poller = _poller(clock)
+    assert poller.run_poll()
+    assert calls == []
