@@ -12,6 +12,8 @@ import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from operator import attrgetter
 
 from exporter import __version__
 from exporter.model import ParseStats
@@ -45,6 +47,7 @@ class ServerView:
 
 
 Sample = tuple[str, float]  # (rendered label set including braces, value)
+Lines = Callable[[str, ServerView], list[str]]  # (metric name, one server) -> sample lines
 
 
 @dataclass(frozen=True)
@@ -52,14 +55,26 @@ class Family:
     name: str
     kind: str  # gauge | counter
     help: str
-    samples: Callable[[ServerView], Iterable[Sample]] = field(repr=False)
+    lines: Lines = field(repr=False)
 
 
+@lru_cache(maxsize=1 << 16)
 def escape_label(value: str) -> str:
+    # Cached: the same agent names are escaped for several families on every render.
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
 def fmt(value: float) -> str:
+    # Fast paths for the two kinds nearly every sample is: finite floats and plain ints.
+    kind = type(value)
+    if kind is float:
+        if value.is_integer():
+            if -1e15 < value < 1e15:
+                return str(int(value))
+        elif -math.inf < value < math.inf:  # finite (NaN fails every comparison)
+            return repr(value)
+    elif kind is int:
+        return str(value)
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, int):
@@ -81,21 +96,36 @@ def _labels(**labels: str) -> str:
 # ---- sample extractors, one per family -------------------------------------------------------
 
 
-def _agent_window_samples(attr: str):
-    def extract(view: ServerView) -> Iterable[Sample]:
+def _samples(extract: Callable[[ServerView], Iterable[Sample]]) -> Lines:
+    """Lines from an extractor of (label set, value) pairs."""
+
+    def lines(name: str, view: ServerView) -> list[str]:
+        return [f"{name}{labels} {fmt(value)}\n" for labels, value in extract(view)]
+
+    return lines
+
+
+def _agent_window_lines(attr: str) -> Lines:
+    """Per agent and window: three quarters of a large page, so built straight to lines, with
+    each agent's label prefix made once."""
+    value = attrgetter(attr)
+
+    def lines(name: str, view: ServerView) -> list[str]:
         snap = view.snapshot
         if snap is None:
-            return
+            return []
         server = escape_label(snap.server)
-        for row in snap.agents:
-            agent = escape_label(row.agent)
-            for window, stats in row.windows:
-                yield (
-                    f'{{server="{server}",agent="{agent}",window="{escape_label(window)}"}}',
-                    getattr(stats, attr),
-                )
+        heads = (
+            (f'{name}{{server="{server}",agent="{escape_label(row.agent)}",window="', row.windows)
+            for row in snap.agents
+        )
+        return [
+            f'{head}{escape_label(window)}"}} {fmt(value(stats))}\n'
+            for head, windows in heads
+            for window, stats in windows
+        ]
 
-    return extract
+    return lines
 
 
 def _agent_samples(value: Callable):
@@ -118,9 +148,10 @@ def _reported(view: ServerView) -> Iterable[Sample]:
         return
     server = escape_label(snap.server)
     for row in snap.agents:
-        agent = escape_label(row.agent)
-        for window, seconds in row.reported:
-            yield f'{{server="{server}",agent="{agent}",window="{escape_label(window)}"}}', seconds
+        if row.reported:
+            head = f'{{server="{server}",agent="{escape_label(row.agent)}",window="'
+            for window, seconds in row.reported:
+                yield f'{head}{escape_label(window)}"}}', seconds
 
 
 def _team_samples(value: Callable):
@@ -184,141 +215,141 @@ FAMILIES: tuple[Family, ...] = (
         "gauge",
         "Seconds the agent was available for service within the window (closed sessions, plus"
         " the observed open session unless disabled).",
-        _agent_window_samples("seconds"),
+        _agent_window_lines("seconds"),
     ),
     Family(
         "agent_available_ratio",
         "gauge",
         "Available seconds divided by the window's elapsed length (0..1).",
-        _agent_window_samples("ratio"),
+        _agent_window_lines("ratio"),
     ),
     Family(
         "agent_service_intervals",
         "gauge",
         "Merged availability intervals overlapping the window (an open session counts as one).",
-        _agent_window_samples("intervals"),
+        _agent_window_lines("intervals"),
     ),
     Family(
         "agent_reported_available_seconds",
         "gauge",
         "Rocket.Chat's own availableTimeInSeconds for the calendar day (today/yesterday windows).",
-        _reported,
+        _samples(_reported),
     ),
     Family(
         "agent_last_available_timestamp_seconds",
         "gauge",
         "Unix time at which the agent's latest closed availability interval ended.",
-        _agent_samples(lambda r: r.last_available),
+        _samples(_agent_samples(lambda r: r.last_available)),
     ),
     Family(
         "agent_available",
         "gauge",
         "1 if the agent is available now (statusLivechat available and presence not offline).",
-        _agent_samples(lambda r: None if r.available is None else int(r.available)),
+        _samples(_agent_samples(lambda r: None if r.available is None else int(r.available))),
     ),
     Family(
         "agent_open_session_seconds",
         "gauge",
         "Observed length of the agent's current, not yet closed availability session (0 if none).",
-        _agent_samples(lambda r: r.open_session_seconds),
+        _samples(_agent_samples(lambda r: r.open_session_seconds)),
     ),
     Family(
         "agents_active",
         "gauge",
         "Agents with at least one availability interval in the window.",
-        _team_samples(lambda t: t.active),
+        _samples(_team_samples(lambda t: t.active)),
     ),
     Family(
         "available_agents_min",
         "gauge",
         "Minimum number of concurrently available agents over the window.",
-        _team_samples(lambda t: t.min),
+        _samples(_team_samples(lambda t: t.min)),
     ),
     Family(
         "available_agents_max",
         "gauge",
         "Maximum number of concurrently available agents over the window.",
-        _team_samples(lambda t: t.max),
+        _samples(_team_samples(lambda t: t.max)),
     ),
     Family(
         "available_agents_avg",
         "gauge",
         "Time-weighted mean number of concurrently available agents over the window.",
-        _team_samples(lambda t: t.avg),
+        _samples(_team_samples(lambda t: t.avg)),
     ),
     Family(
         "unstaffed_seconds",
         "gauge",
         "Seconds of the window during which no agent was available.",
-        _team_samples(lambda t: t.unstaffed_seconds),
+        _samples(_team_samples(lambda t: t.unstaffed_seconds)),
     ),
     Family(
         "understaffed_seconds",
         "gauge",
         "Seconds of the window during which fewer agents were available than the staffing"
         " schedule required at that moment.",
-        _team_samples(lambda t: t.understaffed_seconds),
+        _samples(_team_samples(lambda t: t.understaffed_seconds)),
     ),
     Family(
         "required_agents",
         "gauge",
         "Agents required now by the configured staffing schedule.",
-        _snapshot_value(lambda s: s.required_agents),
+        _samples(_snapshot_value(lambda s: s.required_agents)),
     ),
     Family(
         "agents",
         "gauge",
         "Agents by live status (available, away, busy, offline) as Rocket.Chat's agents-status"
         " chart defines them.",
-        _status_counts,
+        _samples(_status_counts),
     ),
     Family(
         "agents_truncated",
         "gauge",
         "Agents Rocket.Chat counted for today but did not return (pagination rejected or capped).",
-        _snapshot_value(lambda s: s.truncated),
+        _samples(_snapshot_value(lambda s: s.truncated)),
     ),
     Family(
         "history_anomalies",
         "gauge",
         "History entries skipped or merged while parsing the cached days, by kind.",
-        _anomalies,
+        _samples(_anomalies),
     ),
     Family(
         "up",
         "gauge",
         "1 if the last poll of this Rocket.Chat server fully succeeded, else 0.",
-        _health_value(lambda h: int(h.up)),
+        _samples(_health_value(lambda h: int(h.up))),
     ),
     Family(
         "last_success_timestamp_seconds",
         "gauge",
         "Unix time of the last fully successful poll.",
-        _health_value(lambda h: h.last_success),
+        _samples(_health_value(lambda h: h.last_success)),
     ),
     Family(
         "poll_duration_seconds",
         "gauge",
         "Duration of the last poll, including waits imposed by Rocket.Chat's rate limit.",
-        _health_value(lambda h: h.poll_duration),
+        _samples(_health_value(lambda h: h.poll_duration)),
     ),
     Family(
         "poll_interval_seconds",
         "gauge",
         "Effective poll interval: the configured one, stretched when a poll takes longer.",
-        _health_value(lambda h: h.poll_interval),
+        _samples(_health_value(lambda h: h.poll_interval)),
     ),
     Family(
         "api_requests_total",
         "counter",
         "Requests made to Rocket.Chat by endpoint and HTTP status (error = no answer).",
-        _requests,
+        _samples(_requests),
     ),
     Family(
         "poll_errors_total",
         "counter",
         "Failed polls by reason.",
-        _poll_errors,
+        _samples(_poll_errors),
     ),
 )
 
@@ -332,11 +363,7 @@ def render(views: Sequence[ServerView]) -> bytes:
     out: list[str] = []
     for family in FAMILIES:
         name = PREFIX + family.name
-        lines = [
-            f"{name}{labels} {fmt(value)}\n"
-            for view in views
-            for labels, value in family.samples(view)
-        ]
+        lines = [line for view in views for line in family.lines(name, view)]
         if not lines:
             continue
         out.append(f"# HELP {name} {family.help}{POLLED}\n# TYPE {name} {family.kind}\n")
