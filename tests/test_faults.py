@@ -20,7 +20,6 @@ import time
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-import httpx
 import pytest
 
 from exporter.availability import local_midnight
@@ -211,7 +210,7 @@ def test_proxy_login_page_with_200_is_an_invalid_answer(rig):
         return 200, {"Content-Type": "text/html"}, login
 
     try:
-        _use_url(r, proxy.url)
+        r.use_url(proxy.url)
         check_fault(
             r,
             lambda: setattr(proxy, "rewrite", login_page),
@@ -229,20 +228,6 @@ def test_proxy_login_page_with_200_is_an_invalid_answer(rig):
 
 
 # ---- rate limiting -----------------------------------------------------------------------------
-
-
-def _burn(r: Rig, route_path: str, times: int = 12) -> None:
-    """Another client (a second replica, a script) spends the route's budget from our IP."""
-    with httpx.Client(base_url=r.server.url) as other:
-        for _ in range(times):
-            other.get(
-                route_path,
-                params={"start": "2026-03-04T12:00:00Z", "end": "2026-03-04T12:00:00Z"},
-                headers={"X-User-Id": USER_ID, "X-Auth-Token": TOKEN},
-            )
-
-
-HISTORY_PATH = "/api/v1/livechat/analytics/agents/available-for-service-history"
 
 
 def _history_requests(r: Rig, since: int) -> list[tuple[float, int, dict[str, str], str]]:
@@ -266,7 +251,7 @@ def test_429_waits_for_the_reset_then_succeeds(rig):
     r = rig(rate_limit=10, rate_window=60)
     assert r.poll()
     start = len(r.requests)
-    _burn(r, HISTORY_PATH)
+    r.burn()
     assert r.poll(1)  # a 429, a wait until X-RateLimit-Reset, then the retry answers
     ours = [e for e in _history_requests(r, start) if "fullReport" in e[3]]
     assert [e[1] for e in ours] == [429, 200]
@@ -280,13 +265,13 @@ def test_429_storm_fails_the_poll_without_a_request_before_any_reset(rig, logs):
     def sleep_and_storm(seconds: float) -> None:
         r.clock.advance(seconds)
         if storm["on"]:
-            _burn(r, HISTORY_PATH, times=12)  # the other client empties every new window
+            r.burn()  # the other client empties every new window
 
     r = rig(rate_limit=10, rate_window=60, sleep=sleep_and_storm)
     assert r.poll()
     good = r.data()
     start = len(r.requests)
-    _burn(r, HISTORY_PATH)
+    r.burn()
     assert not r.poll(1)
     assert r.up() == 0 and r.errors("rate_limited") == 1 and r.data() == good
     ours = [e for e in _history_requests(r, start) if "fullReport" in e[3]]
@@ -301,7 +286,7 @@ def test_retry_after_without_reset_header_is_honoured(rig):
     r = rig()
     proxy = RewritingProxy(r.server)
     try:
-        _use_url(r, proxy.url)
+        r.use_url(proxy.url)
         assert r.poll()
         calls = {"n": 0}
 
@@ -318,21 +303,6 @@ def test_retry_after_without_reset_header_is_honoured(rig):
         assert r.api("history", "429") == 1
     finally:
         proxy.close()
-
-
-def _use_url(r: Rig, url: str) -> None:
-    """Point the rig's exporter at another address (a proxy in front of the simulator)."""
-    server = dict(name="rc", url=url, user_id=USER_ID, auth_token=TOKEN, timeout=2.0)
-    r.config = parse_config(
-        {
-            "poll_interval": "60s",
-            "max_staleness": "300s",
-            "windows": ["1h", "today", "yesterday", "24h"],
-            "servers": [server],
-        }
-    )
-    r.poller.close()
-    r.poller = r.new_poller()
 
 
 # ---- final errors: auth, permission, licence, pagination ---------------------------------------
@@ -504,7 +474,7 @@ def test_wrong_types_inside_the_answer_are_skipped_and_counted(rig):
     r = rig(agents=12, off_day_rate=0.0, start=T_EVENING)
     proxy = RewritingProxy(r.server)
     try:
-        _use_url(r, proxy.url)
+        r.use_url(proxy.url)
         proxy.rewrite = _mutate_history(_wrong_types)
         assert r.poll(), r.health().last_error
         assert r.up() == 1
@@ -527,7 +497,7 @@ def test_wrong_type_of_the_whole_answer_is_an_invalid_response(rig, mutate):
     r = rig()
     proxy = RewritingProxy(r.server)
     try:
-        _use_url(r, proxy.url)
+        r.use_url(proxy.url)
         check_fault(
             r,
             lambda: setattr(proxy, "rewrite", _mutate_history(mutate)),

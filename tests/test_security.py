@@ -574,9 +574,7 @@ def test_credentials_not_in_in_process_errors_and_pages(caplog):
             start()
             assert not r.poll(60)
             texts += [r.health().last_error, r.page().decode()]
-        from tests.test_faults import _use_url
-
-        _use_url(r, echo.url)
+        r.use_url(echo.url)
         assert not r.poll(60)
         texts += [r.health().last_error, r.page().decode()]
         assert "<redacted>" in r.health().last_error
@@ -637,9 +635,7 @@ def test_hostile_text_from_rocketchat_is_escaped_on_the_landing_page():
     web = WebServer(("127.0.0.1", 0), r.publisher, clock=r.exporter_now)
     web.start()
     try:
-        from tests.test_faults import _use_url
-
-        _use_url(r, proxy.url)
+        r.use_url(proxy.url)
         proxy.rewrite = lambda path, s, h, b: (
             502,
             {"Content-Type": "text/html"},

@@ -62,11 +62,6 @@ def outages(r: Rig) -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
     def transport(kind: str, route: str | None = None):
         return (lambda: sim.faults.set_rate(kind, 1.0, route), sim.faults.clear)
 
-    def burn() -> None:  # another client spends the history budget: a 429 for us
-        from tests.test_faults import HISTORY_PATH, _burn
-
-        _burn(r, HISTORY_PATH, times=12)
-
     return [
         ("5xx", *transport("error")),
         ("502 html", *transport("html", "agents")),
@@ -77,7 +72,7 @@ def outages(r: Rig) -> list[tuple[str, Callable[[], None], Callable[[], None]]]:
         ("permission", lambda: sim.forbid("history"), lambda: sim.forbid("history", False)),
         ("chart only", lambda: sim.forbid("agents"), lambda: sim.forbid("agents", False)),
         ("licence", lambda: setattr(sim, "licence", False), lambda: setattr(sim, "licence", True)),
-        ("429", burn, lambda: None),
+        ("429", r.burn, lambda: None),
     ]
 
 

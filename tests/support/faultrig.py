@@ -10,6 +10,7 @@ Shared by tests/test_faults.py, tests/test_security.py and tests/test_soak.py.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import http.client
 import logging
@@ -20,6 +21,7 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.client import RocketChatClient
@@ -44,6 +46,7 @@ HEALTH = {
     "exporter_build_info",
 }
 PREFIX = "rocketchat_omnichannel_"
+HISTORY_PATH = "/api/v1/livechat/analytics/agents/available-for-service-history"
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -182,6 +185,25 @@ class Rig:
 
     def exporter_now(self) -> float:
         return self.clock.now() + self.skew
+
+    def use_url(self, url: str) -> None:
+        """Point the exporter at another address (a proxy in front of the simulator): a
+        fresh poller with the same settings."""
+        server = dataclasses.replace(self.config.servers[0], url=url)
+        self.config = dataclasses.replace(self.config, servers=(server,))
+        self.poller.close()
+        self.poller = self.new_poller()
+
+    def burn(self, path: str = HISTORY_PATH, times: int = 12) -> None:
+        """Another client (a second replica, a script) spends a route's rate-limit budget
+        from our address, so that our next call there gets a 429."""
+        with httpx.Client(base_url=self.server.url) as other:
+            for _ in range(times):
+                other.get(
+                    path,
+                    params={"start": "2026-03-04T12:00:00Z", "end": "2026-03-04T12:00:00Z"},
+                    headers={"X-User-Id": USER_ID, "X-Auth-Token": TOKEN},
+                )
 
     # ---- driving --------------------------------------------------------------------------
 
