@@ -405,3 +405,10 @@ def test_failed_expansion_is_reported_once() -> None:
         "servers[0].timezone: environment variable NOPE3 is not set "
         "(set it, or give a default with ${NOPE3:-default})",
     ]
+
+
+def test_agent_regexes_match_names_with_newlines():
+    cfg = parse_config(
+        {"servers": [{"name": "a", "url": "http://127.0.0.1:1", "user_id": "u", "auth_token": "t"}]}
+    )
+    assert cfg.agents.wants("evil\nname")

@@ -442,7 +442,8 @@ def _regex(ctx: _Ctx, path: str, value: Any) -> Any:
     if text is BAD:
         return BAD
     try:
-        return re.compile(text)
+        # DOTALL: usernames are untrusted and may contain a newline; `.*` must still match.
+        return re.compile(text, re.DOTALL)
     except re.error as e:
         return ctx.add(path, f"invalid regular expression {text!r}: {e}")
 
@@ -694,11 +695,11 @@ def _windows(ctx: _Ctx, path: str, value: Any) -> Any:
 
 def _agents(ctx: _Ctx, value: Any) -> Any:
     if value is None:  # absent, or `agents:` with nothing under it
-        return AgentFilter(include=re.compile(".*"), exclude=None)
+        return AgentFilter(include=re.compile(".*", re.DOTALL), exclude=None)
     section = _section(ctx, "agents", value, AGENTS_KEYS)
     if section is None:
         return BAD
-    include = _opt(ctx, section, "agents", "include", _regex, re.compile(".*"))
+    include = _opt(ctx, section, "agents", "include", _regex, re.compile(".*", re.DOTALL))
     if include is not BAD and include.pattern == "":
         include = ctx.add("agents.include", "is empty and would match no agent (use '.*' for all)")
     exclude = _opt(ctx, section, "agents", "exclude", _regex, None)

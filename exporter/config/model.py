@@ -111,7 +111,7 @@ class Config:
     max_staleness: float = 300.0
     windows: tuple[Window, ...] = field(default_factory=tuple)
     agents: AgentFilter = field(
-        default_factory=lambda: AgentFilter(include=re.compile(".*"), exclude=None)
+        default_factory=lambda: AgentFilter(include=re.compile(".*", re.DOTALL), exclude=None)
     )
     windows_include_open_sessions: bool = True
 
