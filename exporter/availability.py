@@ -381,6 +381,9 @@ def empty_span(start: float, end: float) -> bool:
     return _unit(end) <= _unit(start)
 
 
+_STRIDE = 256  # segments per block of the kept suffix extremes
+
+
 class Concurrency:
     """The team's concurrency as a step function over milliseconds, with running totals.
 
@@ -433,14 +436,17 @@ class Concurrency:
             required = _required_levels(times, requirement)
             self.short = _running(map(mul, widths, map(lt, level, required)))
             self._required = required
-        # Answered poll after poll (past days): worth minima/maxima from each segment to the
-        # domain's end, so that the extremes of a span reaching that end cost O(1).
+        # Answered poll after poll (past days): worth the minima/maxima from every _STRIDE-th
+        # segment to the domain's end, so that the extremes of a span reaching that end cost
+        # one short slice instead of a walk over a week of segments.
         self._lowest = self._highest = None
-        self._end = bisect_left(times, _unit(end))  # the breakpoint that ends the domain
+        self._end = end_index = bisect_left(times, _unit(end))  # the breakpoint ending the domain
         if reused:
-            segments = level[: self._end]
-            self._lowest = array("d", accumulate(reversed(segments), min))[::-1]
-            self._highest = array("d", accumulate(reversed(segments), max))[::-1]
+            blocks = range(0, end_index, _STRIDE)
+            lows = [min(level[k : min(k + _STRIDE, end_index)]) for k in blocks]
+            highs = [max(level[k : min(k + _STRIDE, end_index)]) for k in blocks]
+            self._lowest = array("d", accumulate(reversed(lows), min))[::-1]
+            self._highest = array("d", accumulate(reversed(highs), max))[::-1]
 
     def span(self, start: float, end: float) -> Span | None:
         """Concurrency over [start, end), inside the domain; None when it is empty."""
@@ -452,8 +458,11 @@ class Concurrency:
         b = bisect_left(times, hi)  # segments a..b-1 meet [lo, hi)
         if a < 0 or b >= len(times):
             raise ValueError(f"span [{start}, {end}) is outside the timeline's domain")
-        if self._lowest is not None and b == self._end:  # up to the domain's end
-            low, high = self._lowest[a], self._highest[a]
+        if self._lowest is not None and b == self._end and b - a > _STRIDE:  # to the domain's end
+            block = a // _STRIDE + 1  # the first whole block after segment a
+            head = self.level[a : block * _STRIDE]
+            low = min(min(head), self._lowest[block])
+            high = max(max(head), self._highest[block])
         else:
             levels = self.level[a:b]
             low, high = min(levels), max(levels)

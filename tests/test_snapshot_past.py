@@ -204,3 +204,22 @@ def test_small_past_days_are_left_to_the_collector(monkeypatch):
     poller = _poller(clock)
     assert poller.run_poll()
     assert calls == []
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    raw=st.lists(st.tuples(st.integers(0, 10**6), st.integers(1, 5000)), min_size=1, max_size=3000),
+    starts=st.lists(st.integers(-10, 10**6), min_size=1, max_size=20),
+)
+def test_kept_concurrency_answers_like_a_fresh_one(raw, starts):
+    from exporter.availability import Concurrency, merge_intervals
+
+    base = 1.7e9
+    agents = [
+        merge_intervals(Interval(base + s, base + s + n) for s, n in raw[k::7])[0] for k in range(7)
+    ]
+    end = base + 10**6 + 5000
+    kept = Concurrency(agents, base - 10, end, [(base - 10, end, 3)], reused=True)
+    fresh = Concurrency(agents, base - 10, end, [(base - 10, end, 3)])
+    for s in starts:
+        assert kept.span(base + s, end) == fresh.span(base + s, end)
