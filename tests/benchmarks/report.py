@@ -86,7 +86,10 @@ ROWS: tuple[Row | str, ...] = (
         lambda r: f"{r['rocketchat']['naive_history']} + {r['rocketchat']['naive_status']}",
     ),
     ("429 answers (limit 10 per 60 s)", lambda r: str(r["rocketchat"]["responses_429"])),
-    ("effective poll interval", lambda r: _interval(r["rocketchat"]["poll_interval"])),
+    (
+        "poll_interval_seconds (exposed)",
+        lambda r: _interval(r["rocketchat"]["poll_interval_metric"]),
+    ),
     ("naive design would need", lambda r: _interval(r["rocketchat"]["naive_poll_interval"])),
     "Poll CPU (poller thread): decode + compute + render",
     ("initial fill", lambda r: _s(r["cpu"]["fill"]["work"])),

@@ -138,12 +138,22 @@ def _rocketchat(
             n for (_r, s), n in all_requests.items() if s != 200 and s != 429
         ),
         "poll_interval": steady[-1].interval,
+        "poll_interval_metric": _metric(exp.page(), "poll_interval_seconds"),
         "naive_poll_interval": max(
             sizes.RATE_WINDOW * -(-n // sizes.RATE_LIMIT)
             for n in (naive_history, status_pages * len(days))
         ),
         "stretch_warnings": exp.stretch_log.count,
     }
+
+
+def _metric(page: bytes, name: str) -> float | None:
+    """The value of the bench server's `rocketchat_omnichannel_<name>` on the page."""
+    prefix = f'rocketchat_omnichannel_{name}{{server="{sizes.SERVER}"}} '.encode()
+    for line in page.split(b"\n"):
+        if line.startswith(prefix):
+            return float(line[len(prefix) :])
+    return None
 
 
 def _scrape(exp: Exporter, seconds: float, minimum: int, say: Any, name: str) -> dict[str, Any]:
