@@ -90,9 +90,10 @@ def _simulator_main(conn: Any, clock_value: Any, agents: int) -> None:
             cmd, arg = conn.recv()
             if cmd == "requests":
                 conn.send(sorted(sim.requests.items(), key=str))
-            elif cmd == "day_totals":  # agents with history per local day (ordinals), now
-                now_ms = round(clock.now() * 1000)
-                conn.send({d: sim.history_rows(d, d, now_ms, 0, 1)[0] for d in arg})
+            elif cmd == "day_totals":  # agents with history per local day (ordinals) at a time
+                days, at = arg
+                now_ms = round(at * 1000)
+                conn.send({d: sim.history_rows(d, d, now_ms, 0, 1)[0] for d in days})
             elif cmd == "stop":
                 break
     finally:
@@ -117,8 +118,9 @@ class SimulatorProcess:
         self._conn.send(("requests", None))
         return Counter(dict(self._conn.recv()))
 
-    def day_totals(self, ordinals: list[int]) -> dict[int, int]:
-        self._conn.send(("day_totals", ordinals))
+    def day_totals(self, ordinals: list[int], at: float) -> dict[int, int]:
+        """Agents with history on each local day (ordinals), as the simulator had it `at`."""
+        self._conn.send(("day_totals", (ordinals, at)))
         return self._conn.recv()
 
     def stop(self) -> None:
@@ -245,6 +247,7 @@ class Poll:
     stages: Stages
     requests: Counter[tuple[str, Any]]  # the simulator's count for this poll
     wall: float  # real seconds
+    started: float  # the shared clock when the poll started
     fake: float  # seconds of the shared clock the poll took (rate-limit waits)
     interval: float  # the effective poll interval the exporter published after it
 
@@ -300,7 +303,7 @@ class Exporter:
         requests = self.sim.requests()
         requests.subtract(before)
         self.clock.advance(max(0.0, interval - fake))
-        return Poll(ok, stages, +requests, wall, fake, interval)
+        return Poll(ok, stages, +requests, wall, started_fake, fake, interval)
 
     def page(self) -> bytes:
         return self.publisher.page(self.clock.now())

@@ -110,10 +110,10 @@ def run_size(
 def _rocketchat(
     exp: Exporter, sim: SimulatorProcess, agents: int, fill: Any, steady: list[Any]
 ) -> dict[str, Any]:
-    now = exp.clock.now()
+    now = steady[-1].started  # what the last poll asked for
     days = windows_days(exp.config, now)
     touched = sorted({d for ds in days.values() for d in ds})
-    totals = sim.day_totals(touched)
+    totals = sim.day_totals(touched, now)
     today = max(touched)
     status_pages = pages(agents)  # users/agent lists every agent
     naive_history = sum(pages(totals[d]) for ds in days.values() for d in ds)
