@@ -79,7 +79,9 @@ ROWS: tuple[Row | str, ...] = (
     ),
     (
         "expected: today's pages + status pages",
-        lambda r: f"{r['rocketchat']['expected_history']} + {r['rocketchat']['expected_status']}",
+        lambda r: (
+            f"{_n(r['rocketchat']['expected_history'])} + {r['rocketchat']['expected_status']}"
+        ),
     ),
     (
         "naive: a chain per window per poll",
