@@ -289,14 +289,14 @@ class _PastBlock:
             if ivs:
                 merged[name] = ivs
                 recent[name] = bridge_midnight_splits(ivs, inp.tz)
-        team = self._team(inp, recent, bounds, now)
+        team = self._team(inp, recent, bounds)
         heads = self.heads
 
         def windows(name: str) -> list[AgentWindow | None]:
             """Past part from the head's running totals, the rest clipped as usual."""
             ivs = merged.get(name, no_intervals)
             head = heads.get(name)
-            head_end = head.intervals[-1].end if head is not None and head.intervals else -1e300
+            head_end = head.intervals[-1].end if head is not None and head.intervals else -math.inf
             out: list[AgentWindow | None] = []
             for start, end in bounds:
                 if end <= start:
@@ -316,7 +316,6 @@ class _PastBlock:
         inp: SnapshotInputs,
         recent: dict[str, tuple[Interval, ...]],
         bounds: Sequence[tuple[float, float]],
-        now: float,
     ) -> list[TeamWindow]:
         split = self.split
         end = max([split, *(b for _, b in bounds)])
