@@ -31,13 +31,14 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from itertools import accumulate, chain, compress, count, repeat
 from operator import add, attrgetter, lt, mod, mul, ne, not_, sub, truth
 from zoneinfo import ZoneInfo
 
 from exporter.config.model import Window
+from exporter.history import day_start
 from exporter.model import Interval
 
 _START = attrgetter("start")
@@ -119,15 +120,6 @@ def _split_ends(start: float, tz: ZoneInfo) -> frozenset[float]:
 
 
 # ---- windows -----------------------------------------------------------------------------
-
-
-def day_start(day: date, tz: ZoneInfo) -> float:
-    """Unix time at which the local calendar `day` starts in `tz`.
-
-    Where midnight does not exist (a DST change at 00:00, e.g. America/Santiago), this is the
-    instant of the change, when the local clock jumps from 23:59:59 to 01:00.
-    """
-    return datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()
 
 
 def local_midnight(t: float, tz: ZoneInfo) -> float:

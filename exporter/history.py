@@ -34,7 +34,11 @@ def local_date(now: float, tz: ZoneInfo) -> date:
 
 
 def day_start(day: date, tz: ZoneInfo) -> float:
-    """Unix time of the server-local midnight that starts `day` (DST-correct)."""
+    """Unix time at which the server-local calendar `day` starts (DST-correct).
+
+    Where midnight does not exist (a DST change at 00:00, e.g. America/Santiago), this is the
+    instant of the change, when the local clock jumps from 23:59:59 to 01:00.
+    """
     return datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()
 
 

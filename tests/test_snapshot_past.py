@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.availability import day_start
+from exporter.history import day_start
 from exporter.config.model import AgentFilter, Staffing, StaffingRule, Window
 from exporter.model import AgentDay, AgentLive, DayHistory, Interval, LiveStatus
 from exporter.sessions import Streak

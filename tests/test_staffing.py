@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.availability import day_start
+from exporter.history import day_start
 from exporter.config.model import Staffing, StaffingRule
 from exporter.staffing import required_at, requirement_segments
 
