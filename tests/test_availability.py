@@ -15,13 +15,13 @@ from exporter.availability import (
     TeamWindow,
     agent_window,
     bridge_midnight_splits,
-    day_start,
     local_midnight,
     merge_intervals,
     team_windows,
     window_bounds,
 )
 from exporter.config.model import Window
+from exporter.history import day_start
 from exporter.model import Interval
 
 UTC = ZoneInfo("UTC")

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.history import day_start
 from exporter.config.model import AgentFilter, Staffing, StaffingRule, Window
+from exporter.history import day_start
 from exporter.model import AgentDay, AgentLive, DayHistory, Interval, LiveStatus
 from exporter.sessions import Streak
 from exporter.snapshot import PastDays, SnapshotInputs, build_snapshot

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.history import day_start
 from exporter.config.model import Staffing, StaffingRule
+from exporter.history import day_start
 from exporter.staffing import required_at, requirement_segments
 
 UTC = ZoneInfo("UTC")
