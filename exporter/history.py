@@ -10,7 +10,6 @@ Pure bookkeeping: `now` is always a parameter, fetching is the poller's job.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -73,15 +72,9 @@ class HistoryCache:
         """Cached days inside the wanted range, oldest first."""
         return [self._days[d].history for d in self.wanted_range(now) if d in self._days]
 
-    def complete(self, now: float) -> bool:
-        return all(d in self._days for d in self.wanted_range(now))
-
     def _is_final(self, day: date) -> bool:
         cached = self._days.get(day)
         return cached is not None and cached.final
 
     def __len__(self) -> int:
         return len(self._days)
-
-    def stored_days(self) -> Iterable[date]:
-        return self._days.keys()

@@ -31,7 +31,7 @@ def test_steady_state_refetches_only_today():
     for d in cache.days_to_fetch(now):
         cache.store(day(d), now)
     assert cache.days_to_fetch(now + 60) == [date(2026, 11, 25)]
-    assert cache.complete(now + 60)
+    assert [d.day for d in cache.days(now + 60)] == cache.wanted_range(now + 60)
 
 
 def test_yesterday_is_fetched_once_more_after_midnight_then_final():
