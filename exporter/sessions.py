@@ -59,14 +59,17 @@ def open_session(
 
     It starts at the latest of the streak start, the end of the agent's latest closed
     interval (time already in the history is not claimed twice) and today's server-local
-    midnight, and ends at `now`.
+    midnight, and ends at the last poll that saw the agent available (`now` in a normal
+    poll). While per-agent status is unknown (the chart fallback), the streaks are kept but
+    stop growing: the exporter claims no availability it has not seen.
     """
     start = max(streak.start, local_midnight)
     if last_closed_end is not None:
         start = max(start, last_closed_end)
-    if now <= start:
+    end = min(now, streak.last_seen)
+    if end <= start:
         return None
-    return Interval(start, now)
+    return Interval(start, end)
 
 
 def with_open_sessions(closed: Sequence[Interval], open_: Interval | None) -> tuple[Interval, ...]:

@@ -172,3 +172,15 @@ def test_failed_live_status_poll_neither_extends_nor_ends_the_streak(rig):
     assert r.poller.run_poll()
     # The streak still starts at 11:31: 16 minutes.
     assert r.value("agent_open_session_seconds", agent="alice") == 16 * 60
+
+
+def test_open_session_stops_growing_while_only_the_status_chart_is_readable(rig):
+    r = rig(t(11, 29))
+    r.sim.add_session("alice", t(11, 30, 20))
+    r.poll_until(t(11, 45))  # last seen available at 11:45; streak since 11:31
+    r.sim.forbid("agents")  # per-agent status forbidden: the chart's counts only
+    r.clock.set(t(12, 0))
+    assert r.poller.run_poll()
+    assert r.value("agents", status="available") == 1
+    # Counted up to the last poll that saw her: 11:31 -> 11:45, not up to 12:00.
+    assert r.value("agent_available_seconds", agent="alice", window="1h") == 14 * 60

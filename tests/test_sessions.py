@@ -153,3 +153,10 @@ def test_with_open_sessions_is_a_merge(raw, open_start, open_len):
     got = with_open_sessions(closed, open_)
     assert got == merge_intervals([*closed, open_])[0]
     assert all(a.end < b.start for a, b in pairwise(got))
+
+
+def test_open_session_stops_growing_when_status_is_unknown():
+    # Seen available last at 1_000 (then only the agents-status chart could be read): the
+    # open part ends there, not at `now`.
+    streak = Streak(start=400.0, last_seen=1_000.0)
+    assert open_session(streak, None, 0.0, 5_000.0) == Interval(400.0, 1_000.0)
