@@ -319,7 +319,10 @@ FAMILIES: tuple[Family, ...] = (
         "up",
         "gauge",
         "1 if the last poll of this Rocket.Chat server fully succeeded, else 0.",
-        _samples(_health_value(lambda h: int(h.up))),
+        # Absent until a first poll has finished: that poll fills the cache and, paced by
+        # Rocket.Chat's rate limit, can take half an hour for a large team; 0 would claim a
+        # failure (and page) where there is none yet.
+        _samples(_health_value(lambda h: int(h.up) if h.last_poll is not None else None)),
     ),
     Family(
         "last_success_timestamp_seconds",

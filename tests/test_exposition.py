@@ -130,3 +130,10 @@ def test_ready_only_after_every_server_succeeded():
     assert not pub.ready()
     pub.update(health("b"), snapshot("b"), now=1000.0)
     assert pub.ready()
+
+
+def test_up_is_absent_until_a_first_poll_finished():
+    pub = Publisher(["main"], max_staleness=300)
+    assert b"rocketchat_omnichannel_up{" not in pub.page(1000.0)
+    pub.update(ServerHealth(server="main", up=False, last_poll=1000.0), None, now=1000.0)
+    assert b'rocketchat_omnichannel_up{server="main"} 0' in pub.page(1000.0)
