@@ -151,6 +151,17 @@ def stat(title: str, description: str, unit: str, targets: list[Json], **default
     )
 
 
+def dashed(series: str, *extra: dict[str, Any]) -> dict[str, Any]:
+    """A field override drawing the series whose name matches `series` as a dashed line."""
+    return {
+        "matcher": {"id": "byRegexp", "options": series},
+        "properties": [
+            {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
+            *extra,
+        ],
+    }
+
+
 def timeseries(
     title: str,
     description: str,
@@ -416,15 +427,7 @@ def staffing_now(lay: Layout) -> None:
                 target(AVAILABLE, "{{server}} available", "A"),
                 target(REQUIRED, "{{server}} required", "B"),
             ],
-            overrides=[
-                {
-                    "matcher": {"id": "byRegexp", "options": ".* required"},
-                    "properties": [
-                        {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
-                        {"id": "custom.fillOpacity", "value": 0},
-                    ],
-                }
-            ],
+            overrides=[dashed(".* required", {"id": "custom.fillOpacity", "value": 0})],
             min=0,
             decimals=0,
         ),
@@ -1037,14 +1040,7 @@ def agent_reported(lay: Layout) -> None:
                 target(reported, "{{agent}} {{window}} reported", "A"),
                 target(computed, "{{agent}} {{window}} computed", "B"),
             ],
-            overrides=[
-                {
-                    "matcher": {"id": "byRegexp", "options": ".* reported"},
-                    "properties": [
-                        {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}
-                    ],
-                }
-            ],
+            overrides=[dashed(".* reported")],
             min=0,
         ),
         12,
