@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from exporter import __version__, logs
 from exporter.config import Config, ConfigError, load_config
-from exporter.exposition import Publisher
 from exporter.poller import ServerPoller, start_pollers
+from exporter.publisher import Publisher
 from exporter.web import WebServer, parse_listen_address
 from exporter.webconfig import WebConfigError, WebGuard
 

@@ -40,6 +40,7 @@ from exporter.history_parser import (
 )
 from exporter.model import DayHistory, LiveStatus
 from exporter.ratelimit import RateLimiter, retry_after_429
+from exporter.text import clean
 
 log = logging.getLogger("exporter.client")
 
@@ -137,7 +138,7 @@ def _iso_ms(moment: datetime) -> str:
 
 
 def _clip(text: str, limit: int = 200) -> str:
-    text = _SPACES.sub(" ", text).strip()
+    text = _SPACES.sub(" ", clean(text)).strip()
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -171,6 +172,7 @@ class RocketChatClient:
         *,
         transport: httpx.BaseTransport | None = None,
         on_request: Callable[[str, str], None] | None = None,
+        on_wait: Callable[[float], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         stop: threading.Event | None = None,
@@ -180,6 +182,7 @@ class RocketChatClient:
         self._tz = ZoneInfo(server.timezone)
         self._transport = transport
         self._on_request = on_request
+        self._on_wait = on_wait
         self._sleep = sleep
         self._clock = clock
         self._stop = stop
@@ -263,7 +266,7 @@ class RocketChatClient:
             self._failed("info", exc)
             raise
         self._succeeded("info")
-        return body
+        return {k: clean(v) if isinstance(v, str) else v for k, v in body.items()}
 
     def close(self) -> None:
         if self._http is not None:
@@ -718,6 +721,8 @@ class RocketChatClient:
             return
         if rate_limit:
             self._waited += seconds
+        if self._on_wait is not None:
+            self._on_wait(seconds)
         stop = self._stop
         if stop is not None and self._sleep is time.sleep:
             if stop.wait(seconds):  # the real clock: sleep on the event so shutdown wakes us

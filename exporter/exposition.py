@@ -1,4 +1,4 @@
-"""Prometheus text exposition (format 0.0.4), rendered once per poll, served as bytes.
+"""Prometheus text exposition (format 0.0.4), rendered per server once per poll, joined into bytes.
 
 We render by hand instead of through prometheus_client collectors: the page is built once per
 snapshot (not per scrape) and with tens of thousands of per-agent series that is both the
@@ -7,9 +7,9 @@ cheapest and the simplest way. `promtool check metrics` must accept the output.
 
 from __future__ import annotations
 
-import gzip
 import math
-import threading
+import struct
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -38,6 +38,7 @@ class ServerHealth:
     poll_errors: tuple[tuple[str, int], ...] = ()  # (reason, count)
     last_error: str = ""
     warnings: tuple[str, ...] = ()  # standing problems worth a look (landing page only)
+    stalled: str = ""  # the watchdog's verdict: why the poller is stuck or gone ("" if fine)
 
 
 @dataclass(frozen=True)
@@ -361,77 +362,86 @@ METRIC_NAMES: tuple[str, ...] = tuple(PREFIX + f.name for f in FAMILIES) + (
 )
 
 
-def render(views: Sequence[ServerView]) -> bytes:
-    """The whole /metrics page for these servers, in the classic text format."""
-    out: list[str] = []
-    for family in FAMILIES:
-        name = PREFIX + family.name
-        lines = [line for view in views for line in family.lines(name, view)]
-        if not lines:
-            continue
-        out.append(f"# HELP {name} {family.help}{POLLED}\n# TYPE {name} {family.kind}\n")
-        out.extend(lines)
-    name = PREFIX + "exporter_build_info"
-    out.append(
-        f"# HELP {name} Build information of the exporter (constant 1).\n# TYPE {name} gauge\n"
-        f"{name}{_labels(version=__version__)} 1\n"
-    )
-    return "".join(out).encode("utf-8")
+class ServerPage:
+    """One server's part of the page: its sample lines per family, rendered by its own poll.
 
-
-class Publisher:
-    """Holds each server's latest health and last good snapshot, and the rendered page.
-
-    The poller threads call `update`; HTTP handlers call `page`. Rendering happens once per
-    update (and once more when a snapshot crosses `max_staleness`), never per scrape.
+    Kept per server so that one server's update re-renders only that server (the join with the
+    others is a copy), and one server's bad data cannot break the others' pages. Each chunk is
+    also kept deflated, so the gzip page is a join too (see `join`).
     """
 
-    def __init__(self, servers: Sequence[str], max_staleness: float):
-        self.max_staleness = max_staleness
-        self._lock = threading.Lock()
-        self._health = {name: ServerHealth(server=name) for name in servers}
-        self._snapshots: dict[str, ServerSnapshot] = {}
-        self._rendered_for: tuple | None = None
-        self._page = b""
-        self._page_gz = b""
+    __slots__ = ("chunks", "deflated")
 
-    def update(self, health: ServerHealth, snapshot: ServerSnapshot | None, now: float) -> None:
-        """Record a poll's outcome; `snapshot` None keeps the previous good one."""
-        with self._lock:
-            self._health[health.server] = health
-            if snapshot is not None:
-                self._snapshots[health.server] = snapshot
-            self._render_locked(now, force=True)
+    def __init__(self, chunks: tuple[bytes, ...]):
+        self.chunks = chunks  # aligned with FAMILIES; b"" where the server has no sample
+        self.deflated = tuple(_deflate(c) if c else b"" for c in chunks)
 
-    def page(self, now: float, gzipped: bool = False) -> bytes:
-        with self._lock:
-            self._render_locked(now, force=False)
-            return self._page_gz if gzipped else self._page
 
-    def views(self, now: float) -> list[ServerView]:
-        with self._lock:
-            return self._views_locked(now)
+def render_server(view: ServerView) -> ServerPage:
+    """This server's sample lines, family by family, as UTF-8."""
+    chunks = []
+    for family in FAMILIES:
+        lines = family.lines(PREFIX + family.name, view)
+        # Text from Rocket.Chat is cleaned where it is parsed (exporter.text); "replace" is
+        # only a last line of defence, so that no string can ever make a render fail.
+        chunks.append("".join(lines).encode("utf-8", "replace"))
+    return ServerPage(tuple(chunks))
 
-    def ready(self) -> bool:
-        with self._lock:
-            return all(h.last_success is not None for h in self._health.values())
 
-    def _fresh(self, now: float) -> dict[str, ServerSnapshot]:
-        return {
-            name: snap
-            for name, snap in self._snapshots.items()
-            if now - snap.taken_at <= self.max_staleness
-        }
+def _header(family: Family) -> bytes:
+    name = PREFIX + family.name
+    return f"# HELP {name} {family.help}{POLLED}\n# TYPE {name} {family.kind}\n".encode()
 
-    def _views_locked(self, now: float) -> list[ServerView]:
-        fresh = self._fresh(now)
-        return [ServerView(h, fresh.get(name)) for name, h in self._health.items()]
 
-    def _render_locked(self, now: float, force: bool) -> None:
-        key = tuple(sorted(self._fresh(now)))
-        if not force and key == self._rendered_for:
-            return
-        self._page = render(self._views_locked(now))
-        # Level 1: most of the gain at a fraction of the CPU; done once per render.
-        self._page_gz = gzip.compress(self._page, compresslevel=1, mtime=0)
-        self._rendered_for = key
+_HEADERS = tuple(_header(f) for f in FAMILIES)
+_BUILD_INFO = (
+    f"# HELP {PREFIX}exporter_build_info Build information of the exporter (constant 1).\n"
+    f"# TYPE {PREFIX}exporter_build_info gauge\n"
+    f"{PREFIX}exporter_build_info{_labels(version=__version__)} 1\n"
+).encode()
+
+
+def _deflate(data: bytes) -> bytes:
+    """A raw deflate segment ending on a byte boundary (sync flush), not final.
+
+    Segments compressed on their own can be concatenated into one valid deflate stream: each
+    refers back only into its own data. That is how pigz builds one stream in parallel.
+    """
+    compressor = zlib.compressobj(1, zlib.DEFLATED, -15)  # level 1: most of the gain, cheap
+    return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+_HEADERS_DEFLATED = tuple(_deflate(h) for h in _HEADERS)
+_BUILD_INFO_DEFLATED = _deflate(_BUILD_INFO)
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, mtime 0, OS unknown
+_FINAL_BLOCK = b"\x03\x00"  # an empty, final fixed-Huffman block
+
+
+def join(pages: Sequence[ServerPage]) -> tuple[bytes, bytes]:
+    """The whole /metrics page, plain and gzipped, from every server's part.
+
+    Each family's header appears once, followed by every server's samples of it, as the text
+    format requires. No line is rendered or compressed here: both pages are concatenations
+    (plus one CRC-32 pass over the plain page), so their cost does not depend on how the
+    servers' data changed.
+    """
+    plain: list[bytes] = []
+    packed: list[bytes] = []
+    for i, header in enumerate(_HEADERS):
+        chunks = [p.chunks[i] for p in pages if p.chunks[i]]
+        if not chunks:
+            continue
+        plain.append(header)
+        plain.extend(chunks)
+        packed.append(_HEADERS_DEFLATED[i])
+        packed.extend(p.deflated[i] for p in pages if p.chunks[i])
+    plain.append(_BUILD_INFO)
+    packed.append(_BUILD_INFO_DEFLATED)
+    page = b"".join(plain)
+    trailer = struct.pack("<II", zlib.crc32(page), len(page) & 0xFFFFFFFF)
+    return page, b"".join((_GZIP_HEADER, *packed, _FINAL_BLOCK, trailer))
+
+
+def render(views: Sequence[ServerView]) -> bytes:
+    """The whole /metrics page for these servers, in the classic text format."""
+    return join([render_server(v) for v in views])[0]

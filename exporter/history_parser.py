@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime
 
 from exporter.availability import merge_intervals
 from exporter.model import LIVE_STATUSES, AgentDay, AgentLive, DayHistory, Interval, ParseStats
+from exporter.text import clean, clip
 
 
 class BadBody(ValueError):
@@ -88,7 +89,7 @@ def _checked_object(body: object, list_key: str) -> list:
         raise BadBody(f"expected a JSON object, got {type(body).__name__}")
     if body.get("success") is False:
         text = body.get("error") or body.get("message") or "no error text"
-        raise BadBody(f"success: false ({str(text)[:200]})")
+        raise BadBody(f"success: false ({clip(str(text))})")
     items = body.get(list_key)
     if not isinstance(items, list):
         raise BadBody(f"no `{list_key}` list in the answer")
@@ -140,7 +141,7 @@ def parse_history_page(body: object) -> HistoryPage:
         intervals, skipped = _intervals(item.get("serviceHistory"))
         skipped_entries += skipped
         reported = _seconds(item.get("availableTimeInSeconds"))
-        agents.append(RawAgent(username, tuple(intervals), reported))
+        agents.append(RawAgent(clean(username), tuple(intervals), reported))
     assert isinstance(body, dict)
     return HistoryPage(
         agents=tuple(agents),
@@ -213,9 +214,9 @@ def parse_agents_page(body: object) -> AgentsPage:
         presence = item.get("status")
         agents.append(
             AgentLive(
-                username=username,
+                username=clean(username),
                 # An agent without a presence is not connected, so not available.
-                presence=presence if type(presence) is str and presence else "offline",
+                presence=clean(presence) if type(presence) is str and presence else "offline",
                 livechat_available=item.get("statusLivechat") == "available",
             )
         )
@@ -250,13 +251,13 @@ def parse_agents_status(body: object) -> dict[str, int]:
         raise BadBody(f"expected a JSON object, got {type(body).__name__}")
     if body.get("success") is False:
         text = body.get("error") or body.get("message") or "no error text"
-        raise BadBody(f"success: false ({str(text)[:200]})")
+        raise BadBody(f"success: false ({clip(str(text))})")
     if not any(k in body for k in LIVE_STATUSES):
         raise BadBody("none of available/away/busy/offline in the answer")
     counts: dict[str, int] = {}
     for key in LIVE_STATUSES:
         value = _count(body.get(key, 0))
         if value is None:
-            raise BadBody(f"`{key}` is not a count: {str(body.get(key))[:50]}")
+            raise BadBody(f"`{key}` is not a count: {clip(str(body.get(key)), 50)}")
         counts[key] = value
     return counts

@@ -7,6 +7,7 @@ the previous snapshot: a partial poll never replaces good data with half of it.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import threading
@@ -24,8 +25,9 @@ from exporter.client import (
     Stopped,
 )
 from exporter.config.model import Config, ServerConfig
-from exporter.exposition import Publisher, ServerHealth
+from exporter.exposition import ServerHealth
 from exporter.history import HistoryCache, local_date
+from exporter.publisher import Publisher
 from exporter.sessions import Streak, update_streaks
 from exporter.snapshot import PastDays, ServerSnapshot, SnapshotInputs, build_snapshot
 from exporter.zonecheck import format_offset, zone_mismatch
@@ -61,10 +63,30 @@ class ServerPoller:
         self._health = ServerHealth(server=server.name, poll_interval=config.poll_interval)
         self._stretched = False
         self._zone_warning = ""
-        self.client = client_factory(server, on_request=self._count_request, stop=stop, clock=clock)
+        self._watched = False  # set by run(): only a real poller thread is watched
+        self.client = client_factory(
+            server, on_request=self._count_request, on_wait=self._waiting, stop=stop, clock=clock
+        )
 
     def _count_request(self, endpoint: str, code: str) -> None:
         self._requests[(endpoint, code)] += 1
+        self._beat()
+
+    # ---- the watchdog's heartbeat -----------------------------------------------------------
+
+    def _grace(self) -> float:
+        """Longest silence between two signs of life in normal work: a request with its
+        retries and backoff, or building and publishing a large snapshot."""
+        return 4 * self.server.timeout + 60.0
+
+    def _beat(self, busy_for: float = 0.0) -> None:
+        """Tell the watchdog we are alive and will be heard of within `busy_for` + grace."""
+        if self._watched:
+            self.publisher.beat(self.server.name, self.clock() + busy_for + self._grace())
+
+    def _waiting(self, seconds: float) -> None:
+        """The client is about to wait this long (rate limit, backoff): not a stall."""
+        self._beat(seconds)
 
     # ---- one poll ---------------------------------------------------------------------------
 
@@ -161,16 +183,29 @@ class ServerPoller:
             self._errors[exc.reason] += 1
             error = str(exc)
         except Exception as exc:  # a bug must not kill the thread; keep serving old data
-            self._errors["internal"] += 1
-            error = f"internal error: {type(exc).__name__}"
-            log.exception("poll failed unexpectedly", extra={"server": self.server.name})
+            error = self._internal_error(exc, "poll")
+        self._beat()
         duration = time.monotonic() - started
         now = self.clock()
-        h = self._health
-        self._health = ServerHealth(
+        previous = self._health
+        self._health = self._new_health(previous, snapshot is not None, error, duration, now)
+        try:
+            self.publisher.update(self._health, snapshot, now)
+        except Exception as exc:  # rendering this server's page failed: keep the last page
+            error = self._internal_error(exc, "publish")
+            snapshot = None
+            self._health = self._new_health(previous, False, error, duration, now)
+            with contextlib.suppress(Exception):  # already counted and logged once
+                self.publisher.update(self._health, None, now)
+        return snapshot is not None
+
+    def _new_health(
+        self, previous: ServerHealth, ok: bool, error: str, duration: float, now: float
+    ) -> ServerHealth:
+        return ServerHealth(
             server=self.server.name,
-            up=snapshot is not None,
-            last_success=now if snapshot is not None else h.last_success,
+            up=ok,
+            last_success=now if ok else previous.last_success,
             last_poll=now,
             poll_duration=duration,
             poll_interval=self._effective_interval(duration),
@@ -179,8 +214,16 @@ class ServerPoller:
             last_error=error,
             warnings=self._warnings(),
         )
-        self.publisher.update(self._health, snapshot, now)
-        return snapshot is not None
+
+    def _internal_error(self, exc: Exception, stage: str) -> str:
+        """A bug, not Rocket.Chat's fault: count it, log it once with its traceback."""
+        self._errors["internal"] += 1
+        log.error(
+            f"{stage} failed unexpectedly (a bug: please report it with this traceback)",
+            exc_info=exc,
+            extra={"server": self.server.name},
+        )
+        return f"internal error in {stage}: {type(exc).__name__}"
 
     def _warnings(self) -> tuple[str, ...]:
         out = [self._zone_warning] if self._zone_warning else []
@@ -217,6 +260,9 @@ class ServerPoller:
             info = self.client.fetch_info()
         except RocketChatError:
             return  # the first poll reports the problem
+        except Exception as exc:  # a bug here must not keep the poller from starting
+            self._internal_error(exc, "server info")
+            return
         log.info(
             "polling Rocket.Chat",
             extra={
@@ -227,13 +273,17 @@ class ServerPoller:
         )
 
     def run(self) -> None:
+        self._watched = True
+        self._beat()
         self.log_server_info()
         while not self.stop.is_set():
             started = time.monotonic()
+            self._beat()
             self.run_poll()
             # The effective interval: stretched when Rocket.Chat's rate limit cannot cover the
             # configured one (the client paces requests; this avoids queueing behind it).
             wait = self._health.poll_interval - (time.monotonic() - started)
+            self._beat(max(wait, 0.0))
             if wait > 0:
                 self.stop.wait(wait)
 
@@ -267,9 +317,15 @@ def start_pollers(
         poller = ServerPoller(server, config, publisher, stop=stop, **kwargs)
 
         def loop(p: ServerPoller = poller) -> None:
+            why = "shutdown"
             try:
                 p.run()
+            except BaseException as exc:  # run_poll catches everything; this is the backstop
+                why = f"{type(exc).__name__} (a bug: see the log)"
+                log.critical("poller thread died", exc_info=exc, extra={"server": p.server.name})
+                raise
             finally:
+                publisher.stopped(p.server.name, why)
                 p.close()
 
         t = threading.Thread(target=loop, name=f"poll-{server.name}", daemon=True)

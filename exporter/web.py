@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from exporter import __version__
-from exporter.exposition import CONTENT_TYPE, Publisher
+from exporter.exposition import CONTENT_TYPE
+from exporter.publisher import Publisher
 from exporter.webconfig import HANDSHAKE_TIMEOUT_SECONDS, WebGuard
 
 log = logging.getLogger("exporter.web")
@@ -49,6 +50,8 @@ def landing_page(publisher: Publisher, now: float) -> bytes:
         state = "up" if h.up else ("waiting for first poll" if h.last_poll is None else "down")
         if h.up and view.snapshot is None:
             state = "stale"
+        if h.stalled:
+            state = "stalled"
         rows.append(
             "<tr>"
             + "".join(
@@ -58,7 +61,7 @@ def landing_page(publisher: Publisher, now: float) -> bytes:
                     state,
                     _when(h.last_poll, now),
                     _when(h.last_success, now),
-                    h.last_error or "-",
+                    h.stalled or h.last_error or "-",
                     "; ".join(h.warnings) or "-",
                 )
             )
@@ -77,7 +80,7 @@ def landing_page(publisher: Publisher, now: float) -> bytes:
 {"".join(rows)}
 </table></body></html>
 """
-    return body.encode("utf-8")
+    return body.encode("utf-8", "replace")  # text is cleaned at the edge; this is a backstop
 
 
 IDLE_TIMEOUT_SECONDS = 60.0  # an idle keep-alive connection does not pin a thread forever
@@ -113,10 +116,12 @@ def make_handler(
             elif path == "/healthz":
                 self._send(200, "text/plain; charset=utf-8", b"ok\n")
             elif path == "/readyz":
-                if publisher.ready():
+                waiting = publisher.waiting_for(clock())
+                if not waiting:
                     self._send(200, "text/plain; charset=utf-8", b"ready\n")
                 else:
-                    self._send(503, "text/plain; charset=utf-8", b"waiting for a first poll\n")
+                    text = "not ready:\n" + "".join(f"{line}\n" for line in waiting)
+                    self._send(503, "text/plain; charset=utf-8", text.encode("utf-8", "replace"))
             else:
                 self._send(404, "text/plain; charset=utf-8", b"not found\n")
 

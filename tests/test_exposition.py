@@ -6,8 +6,9 @@ import gzip
 import subprocess
 
 from exporter.availability import AgentWindow, TeamWindow
-from exporter.exposition import METRIC_NAMES, Publisher, ServerHealth, ServerView, render
+from exporter.exposition import METRIC_NAMES, ServerHealth, ServerView, render
 from exporter.model import ParseStats
+from exporter.publisher import Publisher
 from exporter.snapshot import AgentRow, ServerSnapshot
 from tests.support.procs import require_binary
 
@@ -110,11 +111,11 @@ def test_failed_poll_keeps_previous_snapshot():
 
 
 def test_page_is_rendered_once_per_update_and_gzipped(monkeypatch):
-    import exporter.exposition as exposition
+    import exporter.publisher as publisher
 
     calls = []
-    real = exposition.render
-    monkeypatch.setattr(exposition, "render", lambda views: calls.append(1) or real(views))
+    real = publisher.render_server
+    monkeypatch.setattr(publisher, "render_server", lambda view: calls.append(1) or real(view))
     pub = Publisher(["main"], max_staleness=300)
     pub.update(health(), snapshot(), now=1000.0)
     for _ in range(5):
@@ -125,11 +126,11 @@ def test_page_is_rendered_once_per_update_and_gzipped(monkeypatch):
 
 def test_ready_only_after_every_server_succeeded():
     pub = Publisher(["a", "b"], max_staleness=300)
-    assert not pub.ready()
+    assert not pub.ready(1000.0)
     pub.update(health("a"), snapshot("a"), now=1000.0)
-    assert not pub.ready()
+    assert not pub.ready(1000.0)
     pub.update(health("b"), snapshot("b"), now=1000.0)
-    assert pub.ready()
+    assert pub.ready(1000.0)
 
 
 def test_up_is_absent_until_a_first_poll_finished():
@@ -137,3 +138,94 @@ def test_up_is_absent_until_a_first_poll_finished():
     assert b"rocketchat_omnichannel_up{" not in pub.page(1000.0)
     pub.update(ServerHealth(server="main", up=False, last_poll=1000.0), None, now=1000.0)
     assert b'rocketchat_omnichannel_up{server="main"} 0' in pub.page(1000.0)
+
+
+def test_one_servers_update_renders_only_that_server(monkeypatch):
+    import exporter.publisher as publisher
+
+    pub = Publisher(["a", "b"], max_staleness=300)
+    pub.update(health("a"), snapshot("a"), now=1000.0)
+    pub.update(health("b"), snapshot("b"), now=1000.0)
+    rendered = []
+    real = publisher.render_server
+    monkeypatch.setattr(
+        publisher, "render_server", lambda view: rendered.append(view.health.server) or real(view)
+    )
+    pub.update(health("a"), snapshot("a", taken_at=1060.0), now=1060.0)
+    page = pub.page(1060.0)
+    assert rendered == ["a"]
+    assert page == render(
+        [ServerView(health("a"), snapshot("a", 1060.0)), ServerView(health("b"), snapshot("b"))]
+    )
+    assert gzip.decompress(pub.page(1060.0, gzipped=True)) == page
+
+
+def test_joined_gzip_is_one_valid_member_for_any_split():
+    """The gzip page is joined from per-family deflate segments: it must be one valid stream."""
+    import zlib
+
+    views = [ServerView(health(s), snapshot(s, agent=f"agent-{s}")) for s in "abc"]
+    pub = Publisher(["a", "b", "c"], max_staleness=300)
+    for v in views:
+        pub.update(v.health, v.snapshot, now=1000.0)
+    packed = pub.page(1000.0, gzipped=True)
+    d = zlib.decompressobj(16 + zlib.MAX_WBITS)  # exactly one gzip member, CRC and size checked
+    assert d.decompress(packed) == render(views) and d.eof and d.unused_data == b""
+
+
+def test_a_snapshot_that_cannot_render_is_not_kept(monkeypatch):
+    import exporter.publisher as publisher
+
+    pub = Publisher(["a"], max_staleness=300)
+    pub.update(health("a"), snapshot("a"), now=1000.0)
+    good = pub.page(1000.0)
+    real = publisher.render_server
+
+    def broken(view):
+        if view.snapshot is not None and view.snapshot.taken_at == 1060.0:
+            raise RuntimeError("render bug")
+        return real(view)
+
+    monkeypatch.setattr(publisher, "render_server", broken)
+    try:
+        pub.update(health("a"), snapshot("a", taken_at=1060.0), now=1060.0)
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the render error should reach the poller, which counts it")
+    down = ServerHealth(server="a", up=False, last_success=1000.0, last_poll=1060.0)
+    pub.update(down, None, now=1060.0)  # what the poller does next: the old snapshot renders
+    page = pub.page(1060.0)
+    assert (
+        page.split(b"rocketchat_omnichannel_up")[0] == good.split(b"rocketchat_omnichannel_up")[0]
+    )
+    assert b'rocketchat_omnichannel_up{server="a"} 0' in page
+
+
+def test_watchdog_shows_a_stalled_or_stopped_poller_as_down():
+    pub = Publisher(["a", "b"], max_staleness=300)
+    pub.update(health("a"), snapshot("a"), now=1000.0)
+    pub.update(health("b"), snapshot("b"), now=1000.0)
+    pub.beat("a", deadline=1100.0)
+    assert pub.ready(1090.0)
+    assert b'rocketchat_omnichannel_up{server="a"} 1' in pub.page(1090.0)
+    page = pub.page(1101.0)  # deadline missed: no poll, yet the page changes at scrape time
+    assert b'rocketchat_omnichannel_up{server="a"} 0' in page
+    assert b'rocketchat_omnichannel_up{server="b"} 1' in page
+    assert not pub.ready(1101.0)
+    assert pub.waiting_for(1101.0) == [
+        "a: poller stalled: 1 s past its deadline, nothing heard from it"
+    ]
+    pub.beat("a", deadline=1300.0)  # heard of again
+    assert b'rocketchat_omnichannel_up{server="a"} 1' in pub.page(1102.0)
+    pub.stopped("b", "RuntimeError (a bug: see the log)")
+    assert b'rocketchat_omnichannel_up{server="b"} 0' in pub.page(1103.0)
+    assert pub.views(1103.0)[1].health.stalled.startswith("poller stopped: RuntimeError")
+
+
+def test_a_first_poll_that_froze_shows_up_zero():
+    pub = Publisher(["a"], max_staleness=300)
+    pub.beat("a", deadline=1100.0)
+    assert b"rocketchat_omnichannel_up{" not in pub.page(1050.0)  # a long fill: no verdict yet
+    assert b'rocketchat_omnichannel_up{server="a"} 0' in pub.page(1200.0)
+    assert pub.waiting_for(1050.0) == ["a: first poll running"]

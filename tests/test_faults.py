@@ -25,8 +25,8 @@ import pytest
 from exporter.availability import local_midnight
 from exporter.client import RocketChatClient
 from exporter.config import parse_config
-from exporter.exposition import Publisher
 from exporter.poller import start_pollers
+from exporter.publisher import Publisher
 from exporter.simulator import Simulator, SimulatorConfig, serve
 from exporter.web import landing_page
 from tests.support.faultrig import (

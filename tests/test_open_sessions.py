@@ -15,8 +15,8 @@ import pytest
 
 from exporter.client import RocketChatClient
 from exporter.config import parse_config
-from exporter.exposition import Publisher
 from exporter.poller import ServerPoller
+from exporter.publisher import Publisher
 from exporter.simulator import ManualClock, Simulator, SimulatorConfig, serve
 
 

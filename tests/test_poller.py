@@ -10,16 +10,16 @@ import pytest
 
 from exporter.client import RocketChatError
 from exporter.config import parse_config
-from exporter.exposition import Publisher
 from exporter.model import AgentDay, AgentLive, DayHistory, Interval, LiveStatus
 from exporter.poller import ServerPoller
+from exporter.publisher import Publisher
 
 UTC = ZoneInfo("UTC")
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC).timestamp()
 
 
 class FakeClient:
-    def __init__(self, server, *, on_request=None, stop=None, clock=None):
+    def __init__(self, server, *, on_request=None, stop=None, clock=None, **_):
         self.on_request = on_request
         self.fail_history: RocketChatError | None = None
         self.fail_live: RocketChatError | None = None
@@ -44,6 +44,9 @@ class FakeClient:
             raise self.fail_live
         agents = tuple(AgentLive(n, "online", n in self.available) for n in ("alice", "bob"))
         return LiveStatus(agents=agents, counts={})
+
+    def fetch_info(self):
+        return {"version": "7.10.0"}
 
     def close(self):
         pass
@@ -129,3 +132,79 @@ def test_effective_interval_stretches_to_the_rate_limit(poller):
     p.client.min_poll_interval = 150.0
     p.run_poll()
     assert 'poll_interval_seconds{server="main"} 150' in pub.page(clock[0]).decode()
+
+
+def test_a_render_bug_is_counted_and_the_old_page_kept(poller, monkeypatch, caplog):
+    import exporter.publisher as publisher
+
+    p, pub, clock = poller
+    assert p.run_poll()
+    good = pub.page(clock[0]).decode()
+    real = publisher.render_server
+
+    def broken(view):
+        if view.snapshot is not None and view.snapshot.taken_at == clock[0]:
+            raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+        return real(view)
+
+    monkeypatch.setattr(publisher, "render_server", broken)
+    clock[0] += 60
+    assert not p.run_poll()  # did not raise
+    page = pub.page(clock[0]).decode()
+    assert 'rocketchat_omnichannel_up{server="main"} 0' in page
+    assert 'poll_errors_total{server="main",reason="internal"} 1' in page
+    data = [line for line in good.splitlines() if "agent_available_seconds{" in line]
+    assert data and all(line in page for line in data)
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1 and "publish failed" in tracebacks[0].getMessage()
+    monkeypatch.setattr(publisher, "render_server", real)
+    clock[0] += 60
+    assert p.run_poll()  # recovers on the next poll
+
+
+def test_watchdog_reports_a_stuck_poller_thread(monkeypatch):
+    """Real thread and clock: a poll that hangs (here in building the snapshot) turns `up` 0
+    and /readyz 503 once its heartbeat deadline passes; it recovers when the poll goes on."""
+    import time
+
+    import exporter.poller as poller_module
+    from exporter.poller import start_pollers
+    from tests.support.procs import wait_for
+
+    config = parse_config(
+        {
+            "poll_interval": "0.2s",
+            "windows": ["1h"],
+            "servers": [
+                {"name": "main", "url": "http://127.0.0.1:1", "user_id": "u", "auth_token": "t"}
+            ],
+        }
+    )
+    monkeypatch.setattr(ServerPoller, "_grace", lambda self: 0.5)
+    gate = threading.Event()
+    gate.set()
+    real = poller_module.build_snapshot
+
+    def maybe_hang(*args, **kwargs):
+        gate.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(poller_module, "build_snapshot", maybe_hang)
+    pub = Publisher(["main"], config.max_staleness)
+    stop = threading.Event()
+    threads = start_pollers(config, pub, stop, client_factory=FakeClient)
+    up = b'rocketchat_omnichannel_up{server="main"} '
+    try:
+        wait_for(lambda: up + b"1" in pub.page(time.time()), 10, "up 1")
+        gate.clear()  # the next poll hangs
+        wait_for(lambda: up + b"0" in pub.page(time.time()), 10, "up 0 from the watchdog")
+        assert not pub.ready(time.time())
+        assert "poller stalled" in pub.waiting_for(time.time())[0]
+        gate.set()
+        wait_for(lambda: up + b"1" in pub.page(time.time()), 10, "up 1 again")
+    finally:
+        gate.set()
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+    assert "poller stopped: shutdown" in pub.views(time.time())[0].health.stalled

@@ -27,10 +27,11 @@ from hypothesis import strategies as st
 from exporter.availability import merge_intervals, window_bounds
 from exporter.client import RocketChatClient
 from exporter.config.model import AgentFilter, Secret, ServerConfig, Staffing, StaffingRule, Window
-from exporter.exposition import Publisher, ServerHealth
+from exporter.exposition import ServerHealth
 from exporter.history import day_start
 from exporter.logs import JsonFormatter, LogfmtFormatter
 from exporter.model import AgentDay, AgentLive, DayHistory, Interval, LiveStatus
+from exporter.publisher import Publisher
 from exporter.ratelimit import MAX_WAIT_SECONDS, RateLimiter, retry_after_429
 from exporter.sessions import Streak
 from exporter.snapshot import SnapshotInputs, build_snapshot
@@ -286,3 +287,73 @@ def test_zone_check_flags_exactly_a_different_midnight(real_name, configured_nam
         offset = real.utcoffset(local.replace(tzinfo=None)).total_seconds()
         assert found == implied_utc_offset(midnight)
         assert (found - offset) % 86400 == 0  # the same wall clock (±24 h for +13/+14)
+
+
+# ---- text from Rocket.Chat: whatever it holds, every output stays valid UTF-8 ---------------
+
+NASTY_PIECES = ["\ud800", "\udfff", "\x00", "\u202e", "\u2066", "\r", "\x1b[31m", "\n", '"', "\\"]
+HOSTILE = st.lists(
+    st.one_of(
+        st.characters(),  # any code point, surrogates included
+        st.sampled_from(NASTY_PIECES),
+        st.just("x" * 3000),  # very long
+    ),
+    min_size=1,
+    max_size=12,
+).map("".join)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(HOSTILE, min_size=1, max_size=4, unique=True), HOSTILE)
+def test_hostile_text_reaches_every_output_as_valid_utf8(names, error):
+    import json
+    import subprocess
+
+    from exporter.history_parser import BadBody, assemble_day, parse_history_page
+    from exporter.web import landing_page
+    from tests.support.procs import require_binary
+
+    tz = ZoneInfo("UTC")
+    now = datetime(2026, 3, 4, 12, tzinfo=UTC).timestamp()
+    entry = {"startedAt": "2026-03-04T08:00:00.000Z", "stoppedAt": "2026-03-04T09:00:00.000Z"}
+    # As Rocket.Chat (Node's JSON.stringify) sends it: lone surrogates as \\udXXX escapes.
+    body = json.dumps(
+        {"agents": [{"username": n, "serviceHistory": [entry]} for n in names], "total": len(names)}
+    )
+    day = assemble_day(date(2026, 3, 4), [parse_history_page(json.loads(body))])
+    for username in day.agents:
+        username.encode("utf-8")
+    try:
+        parse_history_page(json.loads(json.dumps({"success": False, "error": error})))
+    except BadBody as exc:
+        message = str(exc)
+    message.encode("utf-8")
+    snap = build_snapshot(
+        SnapshotInputs(
+            server="rc",
+            tz=tz,
+            days=[day],
+            live=LiveStatus(agents=None, counts={}),
+            streaks={},
+            windows=(WINDOWS["24h"],),
+            agent_filter=EVERYONE,
+            staffing=None,
+            include_open_sessions=True,
+        ),
+        now,
+    )
+    pub = Publisher(["rc"], 1e9)
+    health = ServerHealth(server="rc", up=False, last_poll=now, last_error=message)
+    pub.update(health, snap, now)
+    page = pub.page(now)
+    assert len(parse_page(page)) > 0  # decodes as UTF-8 and parses
+    promtool = require_binary("promtool")
+    result = subprocess.run([promtool, "check", "metrics"], input=page, capture_output=True)
+    assert result.returncode == 0, result.stderr.decode()
+    landing_page(pub, now).decode("utf-8")
+    record = logging.makeLogRecord(
+        {"name": "exporter", "levelno": 30, "levelname": "WARNING", "msg": message}
+    )
+    record.agent = next(iter(day.agents))
+    for formatter in (LogfmtFormatter(), JsonFormatter()):
+        formatter.format(record).encode("utf-8")

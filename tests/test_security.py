@@ -30,7 +30,7 @@ import bcrypt
 import httpx
 import pytest
 
-from exporter.exposition import Publisher
+from exporter.publisher import Publisher
 from exporter.simulator import Simulator, SimulatorConfig, serve
 from exporter.simulator.server import _Server
 from exporter.web import WebServer

@@ -131,7 +131,7 @@ def test_split_path_is_skipped_where_it_does_not_apply():
 class _Client:
     """A Rocket.Chat client stand-in: one session a day for one agent, nobody live."""
 
-    def __init__(self, server, *, on_request=None, stop=None, clock=None):
+    def __init__(self, server, *, on_request=None, stop=None, clock=None, **_):
         self.min_poll_interval = 0.0
 
     def fetch_history_day(self, day: date) -> DayHistory:
@@ -148,8 +148,8 @@ def _poller(clock):
     import threading
 
     from exporter.config import parse_config
-    from exporter.exposition import Publisher
     from exporter.poller import ServerPoller
+    from exporter.publisher import Publisher
 
     config = parse_config(
         {

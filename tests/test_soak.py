@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import pytest
 
-from exporter.exposition import Publisher
+from exporter.publisher import Publisher
 from tests.support.faultrig import HEALTH, Rig, data_of, parse_page, sim_date_header
 from tests.support.procs import wait_for
 

@@ -7,7 +7,8 @@ import urllib.request
 
 import pytest
 
-from exporter.exposition import Publisher, ServerHealth
+from exporter.exposition import ServerHealth
+from exporter.publisher import Publisher
 from exporter.web import WebServer, parse_listen_address
 from tests.support.procs import http_get
 from tests.test_exposition import health, snapshot

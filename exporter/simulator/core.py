@@ -154,7 +154,20 @@ class Reply:
 
 
 def _dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return _utf8(json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _utf8(text: str) -> bytes:
+    """JSON text as UTF-8, a lone surrogate escaped as `\\udXXX` like Node's JSON.stringify
+    (well-formed since ES2019): a hostile username reaches the exporter exactly as from
+    Rocket.Chat."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
 
 
 def _iso(ms: int, naive: bool = False) -> str:
@@ -860,7 +873,7 @@ def _render_history(rows: list[Row], total: int, offset: int, full: bool) -> byt
         f'{{"agents":[{",".join(parts)}],"count":{len(rows)},"offset":{offset},'
         f'"total":{total},"success":true}}'
     )
-    return body.encode()
+    return _utf8(body)
 
 
 def _render_history_drift(

@@ -26,9 +26,9 @@ from exporter.availability import window_bounds
 from exporter.client import PAGE_SIZE, RocketChatClient
 from exporter.config import parse_config
 from exporter.config.model import Config
-from exporter.exposition import Publisher
 from exporter.history import local_date
 from exporter.poller import ServerPoller
+from exporter.publisher import Publisher
 
 from . import sizes
 

@@ -26,8 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.client import RocketChatClient
 from exporter.config import parse_config
-from exporter.exposition import Publisher
 from exporter.poller import ServerPoller
+from exporter.publisher import Publisher
 from exporter.simulator import ManualClock, Simulator, SimulatorConfig, serve
 from exporter.simulator.server import SimulatorServer, _Handler
 

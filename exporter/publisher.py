@@ -1,0 +1,162 @@
+"""What the HTTP side serves: each server's latest health, last good snapshot and page part.
+
+Poller threads call `update` (and `beat`, `stopped`); HTTP handlers call `page`, `views` and
+`ready`. A server's part of the page is rendered by that server's poll, outside the lock, and
+swapped in; the lock only guards swapping references, so a scrape never waits for a render
+and one server's update never re-renders another's. Scrapes re-render a server's part only
+when its state changed without a poll: its snapshot grew stale or its poller stalled.
+
+The watchdog: a poller thread announces, before each step, by when it will be heard of again
+(`beat`). One that misses its deadline, or whose thread ended (`stopped`), is shown as down
+(`up` 0, /readyz 503, the landing page says why): a frozen `up == 1` cannot happen.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from exporter.exposition import ServerHealth, ServerPage, ServerView, join, render_server
+from exporter.snapshot import ServerSnapshot
+
+
+@dataclass(frozen=True)
+class _Watch:
+    deadline: float | None = None  # None: not watched (no poller thread runs for it yet)
+    dead: str = ""  # why the poller thread ended, if it did
+
+
+@dataclass(frozen=True)
+class _Part:
+    key: tuple  # what the part was rendered from: (health as shown, id of the snapshot or None)
+    page: ServerPage
+    snapshot: ServerSnapshot | None  # held so that the id in `key` cannot be reused
+
+
+class Publisher:
+    def __init__(self, servers: Sequence[str], max_staleness: float):
+        self.max_staleness = max_staleness
+        self._names = tuple(servers)
+        self._lock = threading.Lock()
+        self._health = {name: ServerHealth(server=name) for name in servers}
+        self._snapshots: dict[str, ServerSnapshot] = {}
+        self._watch = {name: _Watch() for name in servers}
+        self._parts: dict[str, _Part] = {}
+        self._generation = 0  # bumped whenever a part changes
+        self._joined_generation = -1
+        self._page = b""
+        self._page_gz = b""
+
+    # ---- poller side ----------------------------------------------------------------------------
+
+    def update(self, health: ServerHealth, snapshot: ServerSnapshot | None, now: float) -> None:
+        """Record a poll's outcome; `snapshot` None keeps the previous good one."""
+        name = health.server
+        with self._lock:
+            self._health[name] = health
+        # Rendered before it is kept: a snapshot that cannot be rendered is never stored, so
+        # the next update (or scrape) still has the last good one.
+        self._refresh([name], now, snapshot)
+
+    def beat(self, server: str, deadline: float) -> None:
+        """The server's poller is alive and will call again (or finish a poll) by `deadline`."""
+        with self._lock:
+            self._watch[server] = _Watch(deadline=deadline)
+
+    def stopped(self, server: str, why: str) -> None:
+        """The server's poller thread ended (a bug, or shutdown)."""
+        with self._lock:
+            self._watch[server] = replace(self._watch[server], dead=why)
+
+    # ---- HTTP side ------------------------------------------------------------------------------
+
+    def page(self, now: float, gzipped: bool = False) -> bytes:
+        changed = [name for name in self._names if self._part_key(name, now) != self._key(name)]
+        if changed or self._joined_generation != self._generation:
+            self._refresh(changed, now)
+        with self._lock:
+            return self._page_gz if gzipped else self._page
+
+    def views(self, now: float) -> list[ServerView]:
+        with self._lock:
+            return [self._view_locked(name, now) for name in self._names]
+
+    def ready(self, now: float) -> bool:
+        return not self.waiting_for(now)
+
+    def waiting_for(self, now: float) -> list[str]:
+        """Why /readyz is not ready yet, one line per server; empty when ready.
+
+        Ready means: every server had a successful poll and no poller is stalled or stopped.
+        A server whose last poll failed after an earlier success stays ready (the old data is
+        served until max_staleness); alerts, not readiness, report that.
+        """
+        out = []
+        for view in self.views(now):
+            h = view.health
+            if h.stalled:
+                out.append(f"{h.server}: {h.stalled}")
+            elif h.last_success is None:
+                why = f"first poll failed: {h.last_error}" if h.last_error else "first poll running"
+                out.append(f"{h.server}: {why}")
+        return out
+
+    # ---- internals ------------------------------------------------------------------------------
+
+    def _stall(self, name: str, now: float) -> str:
+        watch = self._watch[name]
+        if watch.dead:
+            return f"poller stopped: {watch.dead}"
+        if watch.deadline is not None and now > watch.deadline:
+            late = now - watch.deadline
+            return f"poller stalled: {late:.0f} s past its deadline, nothing heard from it"
+        return ""
+
+    def _view_locked(
+        self, name: str, now: float, snapshot: ServerSnapshot | None = None
+    ) -> ServerView:
+        health = self._health[name]
+        stall = self._stall(name, now)
+        if stall:
+            # `up` shows 0 even before a first poll finished: a fill that froze is a failure.
+            health = replace(health, up=False, last_poll=health.last_poll or now, stalled=stall)
+        snap = snapshot or self._snapshots.get(name)
+        if snap is not None and now - snap.taken_at > self.max_staleness:
+            snap = None
+        return ServerView(health, snap)
+
+    def _part_key(self, name: str, now: float) -> tuple:
+        with self._lock:
+            view = self._view_locked(name, now)
+        return (view.health, None if view.snapshot is None else id(view.snapshot))
+
+    def _key(self, name: str) -> tuple | None:
+        part = self._parts.get(name)
+        return None if part is None else part.key
+
+    def _refresh(
+        self, names: Sequence[str], now: float, snapshot: ServerSnapshot | None = None
+    ) -> None:
+        """Re-render these servers' parts (outside the lock), then re-join the page.
+
+        `snapshot` (one server only) is a new snapshot, kept once its part rendered.
+        """
+        for name in names:
+            with self._lock:
+                view = self._view_locked(name, now, snapshot)
+            key = (view.health, None if view.snapshot is None else id(view.snapshot))
+            page = render_server(view)  # the expensive part, lock not held
+            with self._lock:
+                if snapshot is not None:
+                    self._snapshots[name] = snapshot
+                self._parts[name] = _Part(key, page, view.snapshot)
+                self._generation += 1
+        with self._lock:
+            generation = self._generation
+            parts = [self._parts[n].page for n in self._names if n in self._parts]
+        plain, packed = join(parts)
+        with self._lock:
+            if generation > self._joined_generation:
+                self._page, self._page_gz = plain, packed
+                self._joined_generation = generation
