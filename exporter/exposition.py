@@ -39,6 +39,17 @@ class ServerHealth:
     last_error: str = ""
     warnings: tuple[str, ...] = ()  # standing problems worth a look (landing page only)
     stalled: str = ""  # the watchdog's verdict: why the poller is stuck or gone ("" if fine)
+    # The history cache's fill: days cached (fractional while a day is being paged) of the
+    # days wanted, and the estimated seconds left (None when not known yet).
+    fill_days: float = 0.0
+    fill_wanted: int = 0
+    fill_eta: float | None = None
+
+    @property
+    def fill_ratio(self) -> float:
+        if self.fill_wanted:
+            return min(1.0, self.fill_days / self.fill_wanted)
+        return 1.0 if self.last_success is not None else 0.0
 
 
 @dataclass(frozen=True)
@@ -200,6 +211,16 @@ def _health_value(value: Callable):
     return extract
 
 
+def _window_status(index: int):
+    def extract(view: ServerView) -> Iterable[Sample]:
+        snap = view.snapshot
+        if snap is not None:
+            for status in snap.window_status:
+                yield _labels(server=snap.server, window=status[0]), int(status[index])
+
+    return extract
+
+
 def _requests(view: ServerView) -> Iterable[Sample]:
     for endpoint, code, count in view.health.requests:
         yield _labels(server=view.health.server, endpoint=endpoint, code=code), count
@@ -311,10 +332,44 @@ FAMILIES: tuple[Family, ...] = (
         _samples(_snapshot_value(lambda s: s.truncated)),
     ),
     Family(
+        "window_complete",
+        "gauge",
+        "1 if every day the window touches is in the history cache, 0 while the cache fills"
+        " (the window's other series are absent until then).",
+        _samples(_window_status(1)),
+    ),
+    Family(
+        "window_agents_missing",
+        "gauge",
+        "Agents Rocket.Chat counted but did not return on a day the window touches (the"
+        " largest count over those days; pagination rejected or capped).",
+        _samples(_window_status(2)),
+    ),
+    Family(
         "history_anomalies",
         "gauge",
         "History entries skipped or merged while parsing the cached days, by kind.",
         _samples(_anomalies),
+    ),
+    Family(
+        "server_info",
+        "gauge",
+        "1 for every configured Rocket.Chat server, from the exporter's start (use it for"
+        " dashboard variables and absence alerts).",
+        _samples(_health_value(lambda h: 1)),
+    ),
+    Family(
+        "fill_progress_ratio",
+        "gauge",
+        "Share of the history cache's days fetched (0..1); 1 once the cache is full.",
+        _samples(_health_value(lambda h: h.fill_ratio)),
+    ),
+    Family(
+        "fill_eta_seconds",
+        "gauge",
+        "Estimated seconds until the history cache is full: 0 once full, absent while a fill"
+        " has no estimate yet (before its first day arrived).",
+        _samples(_health_value(lambda h: 0.0 if h.fill_ratio >= 1 else h.fill_eta)),
     ),
     Family(
         "up",

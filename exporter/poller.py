@@ -14,27 +14,25 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import date
 from zoneinfo import ZoneInfo
 
-from exporter.client import (
-    REASONS,
-    SKEW_WARN_SECONDS,
-    RocketChatClient,
-    RocketChatError,
-    Stopped,
-)
 from exporter.config.model import Config, ServerConfig
 from exporter.exposition import ServerHealth
 from exporter.history import HistoryCache, local_date
+from exporter.model import LiveStatus
 from exporter.publisher import Publisher
+from exporter.rocketchat import REASONS, Client, RocketChatError, Stopped
+from exporter.rocketchat.client import RocketChatClient
+from exporter.rocketchat.transport import SKEW_WARN_SECONDS
 from exporter.sessions import Streak, update_streaks
 from exporter.snapshot import PastDays, ServerSnapshot, SnapshotInputs, build_snapshot
 from exporter.zonecheck import format_offset, zone_mismatch
 
 log = logging.getLogger("exporter.poller")
 
-ClientFactory = Callable[..., RocketChatClient]
+ClientFactory = Callable[..., Client]
 
 
 class ServerPoller:
@@ -64,8 +62,15 @@ class ServerPoller:
         self._stretched = False
         self._zone_warning = ""
         self._watched = False  # set by run(): only a real poller thread is watched
+        self._fill: _Fill | None = None  # while the history cache fills (first poll, gaps)
+        self._health = replace(self._health, fill_wanted=config.history_days)
         self.client = client_factory(
-            server, on_request=self._count_request, on_wait=self._waiting, stop=stop, clock=clock
+            server,
+            on_request=self._count_request,
+            on_wait=self._waiting,
+            on_progress=self._page_progress,
+            stop=stop,
+            clock=clock,
         )
 
     def _count_request(self, endpoint: str, code: str) -> None:
@@ -93,7 +98,7 @@ class ServerPoller:
     def poll_once(self) -> ServerSnapshot:
         """Fetch what is needed and build a snapshot; raises on any failure."""
         started = self.clock()
-        fetched = self._fetch_days(started)
+        fetched = self._fetch_days(started, publish_early=self._health.last_success is None)
         live = self.client.fetch_live_status()
         now = self.clock()
         if local_date(now, self.tz) != local_date(started, self.tz):
@@ -107,34 +112,112 @@ class ServerPoller:
         )
         streaks = update_streaks(self.streaks, available, now)
         builds = self.past.builds
-        snapshot = build_snapshot(
-            SnapshotInputs(
-                server=self.server.name,
-                tz=self.tz,
-                days=self.cache.days(now),
-                live=live,
-                streaks=streaks,
-                windows=self.config.windows,
-                agent_filter=self.config.agents,
-                staffing=self.server.staffing,
-                include_open_sessions=self.config.windows_include_open_sessions,
-            ),
-            now,
-            self.past,
-        )
+        snapshot = build_snapshot(self._inputs(live, streaks, now), now, self.past)
         if self.past.builds != builds and self.past.intervals >= EXEMPT_FROM_GC_INTERVALS:
             _exempt_long_lived()
         self.streaks = streaks
         return snapshot
 
-    def _fetch_days(self, now: float) -> list[date]:
+    def _inputs(self, live: LiveStatus, streaks: dict[str, Streak], now: float) -> SnapshotInputs:
+        cached = {d.day for d in self.cache.days(now)}
+        return SnapshotInputs(
+            server=self.server.name,
+            tz=self.tz,
+            days=self.cache.days(now),
+            live=live,
+            streaks=streaks,
+            windows=self.config.windows,
+            agent_filter=self.config.agents,
+            staffing=self.server.staffing,
+            include_open_sessions=self.config.windows_include_open_sessions,
+            missing_days=frozenset(d for d in self.cache.wanted_range(now) if d not in cached),
+        )
+
+    def _fetch_days(self, now: float, publish_early: bool = False) -> list[date]:
         days = self.cache.days_to_fetch(now)
-        for day in days:
-            history = self.client.fetch_history_day(day)
-            # Each day is complete in itself, so caching it even if a later request of this
-            # poll fails saves Rocket.Chat a request; only the snapshot is all-or-nothing.
-            self.cache.store(history, self._server_now())
+        if len(days) > FILL_AFTER_DAYS:
+            self._fill = _Fill(len(days), time.monotonic(), len(self.cache.wanted_range(now)))
+        try:
+            for i, day in enumerate(days):
+                history = self.client.fetch_history_day(day)
+                # Each day is complete in itself, so caching it even if a later request of
+                # this poll fails saves Rocket.Chat a request; only the snapshot is
+                # all-or-nothing.
+                self.cache.store(history, self._server_now())
+                fill = self._fill
+                if fill is not None:
+                    fill.days_done = i + 1
+                    fill.day_part = 0.0
+                    self._report_fill(force=True)
+                    # Worth a live-status request only when the rest will take a while.
+                    slow = (fill.eta or 0.0) > EARLY_PUBLISH_AFTER_SECONDS
+                    if publish_early and slow and not fill.early and i + 1 < len(days):
+                        fill.early = True
+                        self._publish_early(self.clock())
+        finally:
+            self._fill = None
         return days
+
+    # ---- the first fill: progress, and today published before the past days arrive ----------
+
+    def _page_progress(self, endpoint: str, received: int, total: int | None) -> None:
+        if self._fill is not None and endpoint == "history" and total:
+            self._fill.day_part = min(1.0, received / total)
+            self._report_fill()
+
+    def _report_fill(self, force: bool = False) -> None:
+        """Publish the fill's progress (at most once a second) and log every 10 %."""
+        fill = self._fill
+        assert fill is not None
+        now_mono = time.monotonic()
+        if not force and now_mono - fill.published < 1.0:
+            return
+        fill.published = now_mono
+        done = fill.days_done + fill.day_part
+        eta = (now_mono - fill.started) * (fill.days - done) / done if done else None
+        fill.eta = eta
+        self._health = replace(
+            self._health,
+            fill_days=fill.wanted - fill.days + done,
+            fill_wanted=fill.wanted,
+            fill_eta=eta,
+            requests=self._request_counts(),
+        )
+        self.publisher.update(self._health, None, self.clock())
+        step = int(10 * done / fill.days)
+        if step > fill.logged:
+            fill.logged = step
+            log.info(
+                "filling the history cache",
+                extra={
+                    "server": self.server.name,
+                    "percent": round(100 * done / fill.days),
+                    "days": f"{done:.1f}/{fill.days}",
+                    "eta_seconds": None if eta is None else round(eta),
+                },
+            )
+
+    def _publish_early(self, now: float) -> None:
+        """Today's figures and the live status, before the past days arrive.
+
+        Only before any poll succeeded (nothing good to replace): the snapshot leaves out the
+        windows that need days still missing, and says so (`window_complete` 0). If the rest
+        of the fill then fails, this partial picture stays until max_staleness.
+        """
+        live = self.client.fetch_live_status()
+        available = (
+            None if live.agents is None else [a.username for a in live.agents if a.available]
+        )
+        streaks = update_streaks(self.streaks, available, now)
+        snapshot = build_snapshot(self._inputs(live, streaks, now), now)
+        self.publisher.update(self._health, snapshot, now)
+        log.info(
+            "published today's figures while the history cache fills",
+            extra={"server": self.server.name},
+        )
+
+    def _request_counts(self) -> tuple[tuple[str, str, int], ...]:
+        return tuple((e, c, n) for (e, c), n in sorted(self._requests.items()))
 
     def _server_now(self) -> float:
         """Rocket.Chat's time now, as far as finishing days goes.
@@ -143,7 +226,7 @@ class ServerPoller:
         when ours runs ahead, the day would be closed early and its last sessions lost. Only
         a clock ahead is corrected: behind, a day is merely kept open a little longer.
         """
-        skew = getattr(self.client, "clock_skew", 0.0)
+        skew = self.client.clock_skew
         return self.clock() - max(0.0, skew)
 
     def _check_zone(self, fetched: list[date], now: float) -> None:
@@ -209,10 +292,12 @@ class ServerPoller:
             last_poll=now,
             poll_duration=duration,
             poll_interval=self._effective_interval(duration),
-            requests=tuple((e, c, n) for (e, c), n in sorted(self._requests.items())),
+            requests=self._request_counts(),
             poll_errors=tuple(sorted(self._errors.items())),
             last_error=error,
             warnings=self._warnings(),
+            fill_days=len(self.cache.days(now)),
+            fill_wanted=len(self.cache.wanted_range(now)),
         )
 
     def _internal_error(self, exc: Exception, stage: str) -> str:
@@ -227,7 +312,7 @@ class ServerPoller:
 
     def _warnings(self) -> tuple[str, ...]:
         out = [self._zone_warning] if self._zone_warning else []
-        skew = getattr(self.client, "clock_skew", 0.0)
+        skew = self.client.clock_skew
         if abs(skew) >= SKEW_WARN_SECONDS:
             ahead = "ahead of" if skew > 0 else "behind"
             out.append(f"the exporter's clock is {abs(skew):.0f} s {ahead} Rocket.Chat's")
@@ -289,6 +374,28 @@ class ServerPoller:
 
     def close(self) -> None:
         self.client.close()
+
+
+# A poll that needs more days than today and yesterday is filling the cache: it reports its
+# progress and, on a first poll, publishes today before the rest arrives.
+FILL_AFTER_DAYS = 2
+
+
+@dataclass
+class _Fill:
+    days: int  # days this fill fetches
+    started: float  # monotonic
+    wanted: int  # days the cache holds when full
+    days_done: int = 0
+    day_part: float = 0.0  # share of the current day's pages fetched
+    published: float = 0.0  # monotonic time of the last progress publish
+    logged: int = 0  # tenths of the fill logged so far
+    eta: float | None = None  # seconds left, as last estimated
+    early: bool = False  # today's figures were published ahead of the rest
+
+
+# A first fill expected to take longer than this publishes today's figures first.
+EARLY_PUBLISH_AFTER_SECONDS = 2.0
 
 
 # Below this many intervals in the past days a full garbage collection is cheap anyway.

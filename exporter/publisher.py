@@ -43,6 +43,7 @@ class Publisher:
         self._snapshots: dict[str, ServerSnapshot] = {}
         self._watch = {name: _Watch() for name in servers}
         self._parts: dict[str, _Part] = {}
+        self._render_locks = {name: threading.Lock() for name in servers}
         self._generation = 0  # bumped whenever a part changes
         self._joined_generation = -1
         self._page = b""
@@ -52,12 +53,9 @@ class Publisher:
 
     def update(self, health: ServerHealth, snapshot: ServerSnapshot | None, now: float) -> None:
         """Record a poll's outcome; `snapshot` None keeps the previous good one."""
-        name = health.server
-        with self._lock:
-            self._health[name] = health
         # Rendered before it is kept: a snapshot that cannot be rendered is never stored, so
         # the next update (or scrape) still has the last good one.
-        self._refresh([name], now, snapshot)
+        self._refresh([health.server], now, health, snapshot)
 
     def beat(self, server: str, deadline: float) -> None:
         """The server's poller is alive and will call again (or finish a poll) by `deadline`."""
@@ -114,9 +112,14 @@ class Publisher:
         return ""
 
     def _view_locked(
-        self, name: str, now: float, snapshot: ServerSnapshot | None = None
+        self,
+        name: str,
+        now: float,
+        health: ServerHealth | None = None,
+        snapshot: ServerSnapshot | None = None,
     ) -> ServerView:
-        health = self._health[name]
+        """What this server shows at `now`: its stored state, or a new `health`/`snapshot`."""
+        health = health or self._health[name]
         stall = self._stall(name, now)
         if stall:
             # `up` shows 0 even before a first poll finished: a fill that froze is a failure.
@@ -128,7 +131,10 @@ class Publisher:
 
     def _part_key(self, name: str, now: float) -> tuple:
         with self._lock:
-            view = self._view_locked(name, now)
+            return self._part_key_locked(name, now)
+
+    def _part_key_locked(self, name: str, now: float) -> tuple:
+        view = self._view_locked(name, now)
         return (view.health, None if view.snapshot is None else id(view.snapshot))
 
     def _key(self, name: str) -> tuple | None:
@@ -136,22 +142,34 @@ class Publisher:
         return None if part is None else part.key
 
     def _refresh(
-        self, names: Sequence[str], now: float, snapshot: ServerSnapshot | None = None
+        self,
+        names: Sequence[str],
+        now: float,
+        health: ServerHealth | None = None,
+        snapshot: ServerSnapshot | None = None,
     ) -> None:
-        """Re-render these servers' parts (outside the lock), then re-join the page.
+        """Re-render these servers' parts (outside the publisher's lock), then re-join.
 
-        `snapshot` (one server only) is a new snapshot, kept once its part rendered.
+        `health` and `snapshot` (one server only) are a poll's new state, stored together with
+        the part rendered from them, so a scrape never sees the one without the other. A
+        server's renders are serialised by its own lock: a scrape re-rendering a stale part
+        cannot overwrite the part of an update that began after it read the state.
         """
         for name in names:
-            with self._lock:
-                view = self._view_locked(name, now, snapshot)
-            key = (view.health, None if view.snapshot is None else id(view.snapshot))
-            page = render_server(view)  # the expensive part, lock not held
-            with self._lock:
-                if snapshot is not None:
-                    self._snapshots[name] = snapshot
-                self._parts[name] = _Part(key, page, view.snapshot)
-                self._generation += 1
+            with self._render_locks[name]:
+                with self._lock:
+                    view = self._view_locked(name, now, health, snapshot)
+                key = (view.health, None if view.snapshot is None else id(view.snapshot))
+                page = render_server(view)  # the expensive part; the publisher's lock not held
+                with self._lock:
+                    if health is not None:
+                        self._health[name] = health
+                    if snapshot is not None:
+                        self._snapshots[name] = snapshot
+                    if health is not None or snapshot is not None:
+                        key = self._part_key_locked(name, now)
+                    self._parts[name] = _Part(key, page, view.snapshot)
+                    self._generation += 1
         with self._lock:
             generation = self._generation
             parts = [self._parts[n].page for n in self._names if n in self._parts]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Mapping, Sequence, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
 from operator import attrgetter
 from zoneinfo import ZoneInfo
 
@@ -61,6 +62,11 @@ class ServerSnapshot:
     required_agents: int | None  # None without a staffing schedule
     truncated: int
     anomalies: ParseStats
+    # Per configured window: (name, complete, agents missing). A window is complete when every
+    # day it touches is cached (an incomplete one has no other series while the cache fills);
+    # agents missing is the largest count Rocket.Chat reported but did not return on any of
+    # its days (pagination rejected).
+    window_status: tuple[tuple[str, bool, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,7 @@ class SnapshotInputs:
     agent_filter: AgentFilter
     staffing: Staffing | None
     include_open_sessions: bool
+    missing_days: frozenset[date] = frozenset()  # wanted but not fetched yet (a filling cache)
 
 
 def closed_intervals(days: Sequence[DayHistory], wants) -> dict[str, list[Interval]]:
@@ -91,9 +98,35 @@ def closed_intervals(days: Sequence[DayHistory], wants) -> dict[str, list[Interv
     return per_agent
 
 
+def window_days(window: Window, now: float, tz: ZoneInfo) -> list[date]:
+    """The server-local days a window touches at `now`."""
+    start, end = window_bounds(window, now, tz)
+    first, last = local_date(start, tz), local_date(end, tz)
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _window_status(inp: SnapshotInputs, now: float) -> tuple[tuple[str, bool, int], ...]:
+    truncated = {d.day: d.truncated for d in inp.days}
+    out = []
+    for w in inp.windows:
+        days = window_days(w, now, inp.tz)
+        complete = not inp.missing_days.intersection(days)
+        out.append((w.name, complete, max((truncated.get(d, 0) for d in days), default=0)))
+    return tuple(out)
+
+
 def build_snapshot(inp: SnapshotInputs, now: float, past: PastDays | None = None) -> ServerSnapshot:
     """The snapshot at `now`. `past` (optional) keeps what the past days give from one poll
-    to the next; the result is the same with or without it."""
+    to the next; the result is the same with or without it.
+
+    Windows that touch a missing day (`inp.missing_days`) are left out entirely: a partial
+    figure must not pass for a complete one. `window_status` says which they are.
+    """
+    status = _window_status(inp, now)
+    if inp.missing_days:
+        complete = {name for name, ok, _ in status if ok}
+        inp = replace(inp, windows=tuple(w for w in inp.windows if w.name in complete))
+        past = None  # a partial picture is built once, from scratch
     wants = inp.agent_filter.wants
     live_agents = {a.username: a for a in inp.live.agents or () if wants(a.username)}
     bounds = [window_bounds(w, now, inp.tz) for w in inp.windows]
@@ -114,6 +147,7 @@ def build_snapshot(inp: SnapshotInputs, now: float, past: PastDays | None = None
         required_agents=required_at(inp.staffing, now) if inp.staffing is not None else None,
         truncated=inp.days[-1].truncated if inp.days else 0,
         anomalies=sum((d.stats for d in inp.days), ParseStats()),
+        window_status=status,
     )
 
 

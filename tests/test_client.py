@@ -19,18 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.client import (
-    MAX_ATTEMPTS,
-    PAGE_SIZE,
-    REASONS,
-    ROUTES,
-    RocketChatClient,
-    RocketChatError,
-    Stopped,
-    day_range,
-)
 from exporter.config.model import Secret, ServerConfig
-from exporter.ratelimit import RESET_MARGIN_SECONDS
+from exporter.rocketchat.client import RocketChatClient, day_range
+from exporter.rocketchat.errors import REASONS, ROUTES, RocketChatError, Stopped
+from exporter.rocketchat.ratelimit import RESET_MARGIN_SECONDS
+from exporter.rocketchat.transport import MAX_ATTEMPTS
 
 USER_ID = "rbAXPnMktTFbNpwtJ"
 TOKEN = "RScctEHSmLGZGywfIhWyRpyofhKOiMoUIpimhvheU3f"
@@ -145,11 +138,20 @@ def history_body(names: list[str], total: int | None = None, offset: int = 0) ->
     }
 
 
-def paged_history(names: list[str]) -> Handler:
-    """A current server: honours count/offset."""
+def page_size(request: httpx.Request, infinite: bool, default: int = 50, upper: int = 100) -> int:
+    """Rocket.Chat's getPaginationItems: count=0 is "all" while API_Allow_Infinite_Count is on,
+    else the default count; any other count is clamped to the upper limit."""
+    count = int(request.url.params.get("count", default))
+    if count == 0:
+        return 10**9 if infinite else default
+    return min(count, upper)
+
+
+def paged_history(names: list[str], *, infinite: bool = True) -> Handler:
+    """A current server: honours count/offset, and count=0 unless infinite count is off."""
 
     def handler(request: httpx.Request) -> httpx.Response:
-        count = int(request.url.params.get("count", 50))
+        count = page_size(request, infinite)
         offset = int(request.url.params.get("offset", 0))
         return ok(history_body(names[offset : offset + count], len(names), offset))
 
@@ -203,8 +205,7 @@ def test_history_request_shape() -> None:
         "start": "2024-03-05T11:00:00.000Z",
         "end": "2024-03-05T11:00:00.001Z",
         "fullReport": "true",
-        "count": str(PAGE_SIZE),
-        "offset": "0",
+        "count": "0",  # everything in one answer (API_Allow_Infinite_Count, on by default)
     }
     assert set(day.agents) == {"a", "b"} and day.day == DAY and day.truncated == 0
     assert rig.codes == [("history", "200")]
@@ -266,30 +267,80 @@ def test_secret_with_header_breaking_characters_is_rejected_without_echo() -> No
 # ---- pagination ---------------------------------------------------------------------------------
 
 
-def test_pages_until_total() -> None:
+def test_count_zero_gets_a_whole_day_in_one_request() -> None:
+    rig = Rig(paged_history(names(2500)))
+    day = rig.client.fetch_history_day(DAY)
+    assert len(day.agents) == 2500 and day.truncated == 0
+    assert len(rig.recorder.requests) == 1 and rig.recorder.params()["count"] == "0"
+    assert rig.client.requests_per_poll == {"history": 1}
+
+
+def test_pages_until_total_when_infinite_count_is_off(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="exporter.client")
     everyone = names(250)
-    rig = Rig(paged_history(everyone))
+    rig = Rig(paged_history(everyone, infinite=False))
     day = rig.client.fetch_history_day(DAY)
     assert len(day.agents) == 250 and day.total == 250 and day.truncated == 0
-    assert [rig.recorder.params(i)["offset"] for i in range(3)] == ["0", "100", "200"]
+    # count=0 got the default 50; the rest in pages of 100 from where it stopped.
+    assert [rig.recorder.params(i).get("offset") for i in range(3)] == [None, "50", "150"]
+    assert [rig.recorder.params(i)["count"] for i in range(3)] == ["0", "100", "100"]
     assert rig.client.requests_per_poll == {"history": 3}
+    assert "Allow infinite count" in caplog.records[0].getMessage()
+    rig.recorder.requests.clear()
+    rig.client.fetch_history_day(DAY)  # remembered: pages straight away, no count=0 first
+    assert [rig.recorder.params(i)["count"] for i in range(3)] == ["100", "100", "100"]
+    assert len(caplog.records) == 1
+
+
+def test_a_paged_route_is_reprobed_with_count_zero_rarely() -> None:
+    from exporter.rocketchat.paging import REPROBE_EVERY
+
+    everyone = names(120)
+    infinite = {"on": False}
+    rig = Rig(lambda r: paged_history(everyone, infinite=infinite["on"])(r))
+    rig.client.fetch_history_day(DAY)
+    infinite["on"] = True  # the admin turned the setting on
+    for _ in range(REPROBE_EVERY - 1):
+        rig.client.fetch_history_day(DAY)
+    assert rig.client.requests_per_poll == {"history": 2}  # still paging...
+    rig.client.fetch_history_day(DAY)  # ... until the re-probe
+    assert rig.client.requests_per_poll == {"history": 1}
+    assert rig.recorder.params()["count"] == "0"
+
+
+def test_a_version_without_history_paging_is_never_sent_count() -> None:
+    population = names(30)
+    history = rejecting_history(population)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == ROUTES["info"]:
+            return ok({"version": "7.0", "success": True})
+        return history(request)
+
+    rig = Rig(handler)
+    rig.client.fetch_info()
+    for _ in range(40):
+        rig.client.fetch_history_day(DAY)
+    history_params = [dict(r.url.params) for r in rig.recorder.requests[1:]]
+    assert len(history_params) == 40
+    assert all("count" not in p and "offset" not in p for p in history_params)
 
 
 def test_server_clamping_page_size_still_gets_everyone() -> None:
     everyone = names(120)
 
     def clamped(request: httpx.Request) -> httpx.Response:  # Upper Count Limit 50
-        offset = int(request.url.params["offset"])
+        offset = int(request.url.params.get("offset", 0))
         return ok(history_body(everyone[offset : offset + 50], 120, offset))
 
     rig = Rig(clamped)
     assert len(rig.client.fetch_history_day(DAY).agents) == 120
-    assert [rig.recorder.params(i)["offset"] for i in range(3)] == ["0", "50", "100"]
+    assert [rig.recorder.params(i).get("offset") for i in range(3)] == [None, "50", "100"]
 
 
 def test_empty_page_before_total_stops() -> None:
     def short(request: httpx.Request) -> httpx.Response:
-        offset = int(request.url.params["offset"])
+        offset = int(request.url.params.get("offset", 0))
         return ok(history_body(names(100) if offset == 0 else [], 180, offset))
 
     rig = Rig(short)
@@ -587,7 +638,7 @@ def test_pacing_avoids_429_on_a_default_server() -> None:
 
 def test_min_poll_interval_grows_with_pages() -> None:
     rig = Rig(script(ok({})))
-    rig.recorder.handler = WindowLimiter(rig.clock, paged_history(names(250)))
+    rig.recorder.handler = WindowLimiter(rig.clock, paged_history(names(250), infinite=False))
     rig.client.fetch_history_day(DAY)
     assert rig.client.requests_per_poll == {"history": 3}
     assert rig.client.min_poll_interval == pytest.approx(20.0)  # 3 polls of 3 pages per minute
@@ -630,9 +681,9 @@ def users_body(users: list[dict], total: int, offset: int = 0) -> dict:
     return {"users": users, "count": len(users), "offset": offset, "total": total, "success": True}
 
 
-def agents_route(population: list[dict]) -> Handler:
+def agents_route(population: list[dict], infinite: bool = False) -> Handler:
     def handler(request: httpx.Request) -> httpx.Response:
-        count = int(request.url.params.get("count", 50))
+        count = page_size(request, infinite)
         offset = int(request.url.params.get("offset", 0))
         return ok(users_body(population[offset : offset + count], len(population), offset))
 

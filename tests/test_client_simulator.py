@@ -14,9 +14,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from exporter.client import RocketChatClient, RocketChatError
 from exporter.config.model import Secret, ServerConfig
 from exporter.model import LIVE_STATUSES, Interval
+from exporter.rocketchat.client import RocketChatClient
+from exporter.rocketchat.errors import RocketChatError
 from exporter.simulator import ManualClock, Simulator, SimulatorConfig, serve
 
 USER_ID = "Xq7pL2mN9vB4cR8tY"
@@ -102,14 +103,25 @@ def test_info(rig_factory) -> None:
     assert rig.client.fetch_info()["version"] == "7.0.0"
 
 
-def test_pagination_accepted_fetches_every_page(rig_factory) -> None:
+def test_count_zero_fetches_a_whole_day_in_one_request(rig_factory) -> None:
     rig = rig_factory(agents=260, off_day_rate=0.0, rate_limit=0)
     rig.clock.set(at(23))
     day = rig.client.fetch_history_day(DAY)
     assert day.total > 200 and len(day.agents) == day.total and day.truncated == 0
-    assert rig.sim.requests == {("history", 200): 3}
-    assert rig.client.requests_per_poll == {"history": 3}
+    assert rig.sim.requests == {("history", 200): 1}
+    assert rig.client.requests_per_poll == {"history": 1}
     assert sum(len(a.intervals) for a in day.agents.values()) > day.total
+
+
+def test_infinite_count_off_fetches_every_page(rig_factory) -> None:
+    rig = rig_factory(agents=260, off_day_rate=0.0, rate_limit=0, allow_infinite_count=False)
+    rig.clock.set(at(23))
+    day = rig.client.fetch_history_day(DAY)
+    assert day.total > 200 and len(day.agents) == day.total and day.truncated == 0
+    # count=0 gets the default 50; then pages of 100 from offset 50.
+    pages = 1 + -(-(day.total - 50) // 100)
+    assert rig.sim.requests == {("history", 200): pages}
+    assert rig.client.requests_per_poll == {"history": pages}
 
 
 def test_pagination_rejected_falls_back_and_reports_truncation(
@@ -131,7 +143,7 @@ def test_live_status_per_agent_matches_the_chart(rig_factory) -> None:
     rig.clock.set(at(11))
     live = rig.client.fetch_live_status()
     assert live.agents is not None and len(live.agents) == 130
-    assert rig.sim.requests == {("agents", 200): 2}
+    assert rig.sim.requests == {("agents", 200): 1}  # count=0: everyone at once
     rig.sim.forbid("agents")
     chart = rig.client.fetch_live_status()
     assert chart.agents is None

@@ -23,10 +23,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from exporter.availability import local_midnight
-from exporter.client import RocketChatClient
 from exporter.config import parse_config
 from exporter.poller import start_pollers
 from exporter.publisher import Publisher
+from exporter.rocketchat.client import RocketChatClient
 from exporter.simulator import Simulator, SimulatorConfig, serve
 from exporter.web import landing_page
 from tests.support.faultrig import (
@@ -183,7 +183,8 @@ def test_slow_answers_beyond_the_timeout(rig):
     started = time.monotonic()
     check_fault(
         r,
-        lambda: setattr(r.sim.faults, "latency", 0.5),
+        # Beyond 3 x timeout: the bound of a count=0 request (a whole day in one answer).
+        lambda: setattr(r.sim.faults, "latency", 0.8),
         lambda: setattr(r.sim.faults, "latency", 0.0),
         "network",
         "error",
@@ -195,9 +196,10 @@ def test_slow_answers_beyond_the_timeout(rig):
 def test_timeout_message_names_the_timeout(rig):
     r = rig(timeout=0.2)
     assert r.poll()
-    r.sim.faults.latency = 0.5
+    r.sim.faults.latency = 0.8
     assert not r.poll(60)
-    assert "no answer within 0.2 s" in r.health().last_error
+    # The history day is one count=0 request: it gets 3 x timeout.
+    assert "no answer within 0.6 s" in r.health().last_error
     assert "raise timeout" in r.health().last_error
 
 

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.history_parser import (
+from exporter.model import AgentLive, Interval, ParseStats
+from exporter.rocketchat.parse import (
     BadBody,
     assemble_day,
     live_counts,
@@ -20,7 +21,6 @@ from exporter.history_parser import (
     parse_history_page,
     parse_instant,
 )
-from exporter.model import AgentLive, Interval, ParseStats
 
 DAY = date(2024, 3, 5)
 

@@ -14,11 +14,12 @@ import time
 
 import httpx
 
-from exporter.client import RocketChatClient, RocketChatError
 from exporter.config import parse_config
-from exporter.history_parser import parse_agents_page, parse_history_page
 from exporter.poller import start_pollers
 from exporter.publisher import Publisher
+from exporter.rocketchat.client import RocketChatClient
+from exporter.rocketchat.errors import RocketChatError
+from exporter.rocketchat.parse import parse_agents_page, parse_history_page
 from exporter.simulator import Simulator, SimulatorConfig, serve
 from exporter.text import clean
 from exporter.web import landing_page

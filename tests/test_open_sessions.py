@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from exporter.client import RocketChatClient
 from exporter.config import parse_config
 from exporter.poller import ServerPoller
 from exporter.publisher import Publisher
+from exporter.rocketchat.client import RocketChatClient
 from exporter.simulator import ManualClock, Simulator, SimulatorConfig, serve
 
 

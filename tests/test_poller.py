@@ -8,11 +8,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from exporter.client import RocketChatError
 from exporter.config import parse_config
 from exporter.model import AgentDay, AgentLive, DayHistory, Interval, LiveStatus
 from exporter.poller import ServerPoller
 from exporter.publisher import Publisher
+from exporter.rocketchat.errors import RocketChatError
 
 UTC = ZoneInfo("UTC")
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC).timestamp()
@@ -26,6 +26,7 @@ class FakeClient:
         self.available = {"alice"}
         self.history_calls: list[date] = []
         self.min_poll_interval = 0.0
+        self.clock_skew = 0.0
 
     def fetch_history_day(self, day: date) -> DayHistory:
         self.history_calls.append(day)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.ratelimit import (
+from exporter.rocketchat.ratelimit import (
     DEFAULT_429_WAIT_SECONDS,
     MAX_WAIT_SECONDS,
     RESET_MARGIN_SECONDS,

@@ -133,12 +133,16 @@ class _Client:
 
     def __init__(self, server, *, on_request=None, stop=None, clock=None, **_):
         self.min_poll_interval = 0.0
+        self.clock_skew = 0.0
 
     def fetch_history_day(self, day: date) -> DayHistory:
         return day_history(day, ZONES[0], {"ana": [(3600, 600)]})
 
     def fetch_live_status(self) -> LiveStatus:
         return LiveStatus(agents=(), counts={})
+
+    def fetch_info(self) -> dict:
+        return {}
 
     def close(self) -> None:
         pass

@@ -18,17 +18,17 @@ from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import httpx
-
-import exporter.client
 import exporter.poller
+import exporter.rocketchat.client
+import exporter.rocketchat.transport
 from exporter.availability import window_bounds
-from exporter.client import PAGE_SIZE, RocketChatClient
 from exporter.config import parse_config
 from exporter.config.model import Config
 from exporter.history import local_date
 from exporter.poller import ServerPoller
 from exporter.publisher import Publisher
+from exporter.rocketchat.client import RocketChatClient
+from exporter.rocketchat.paging import PAGE_SIZE
 
 from . import sizes
 
@@ -193,10 +193,9 @@ def _timed(field: str, fn: Callable) -> Callable:
     return wrapper
 
 
-def _timed_json(self: httpx.Response, **kwargs: Any) -> Any:
-    body = self.content
+def _timed_json(body: bytes) -> Any:
     t = time.thread_time()
-    value = json.loads(body, **kwargs)  # exactly what httpx does, timed on its own
+    value = json.loads(body)  # exactly what the transport does, timed on its own
     s = _Meter.stages
     s.json += time.thread_time() - t
     s.json_bytes += len(body)
@@ -221,10 +220,14 @@ def install_stopwatches() -> None:
     if _installed:
         return
     _installed = True
-    httpx.Response.json = _timed_json  # type: ignore[method-assign]
+    exporter.rocketchat.transport.decode_json = _timed_json
     gc.callbacks.append(_gc_callback)
     for name in _PARSERS:
-        setattr(exporter.client, name, _timed("parse", getattr(exporter.client, name)))
+        setattr(
+            exporter.rocketchat.client,
+            name,
+            _timed("parse", getattr(exporter.rocketchat.client, name)),
+        )
     exporter.poller.build_snapshot = _timed("compute", exporter.poller.build_snapshot)
 
 

@@ -24,10 +24,10 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.client import RocketChatClient
 from exporter.config import parse_config
 from exporter.poller import ServerPoller
 from exporter.publisher import Publisher
+from exporter.rocketchat.client import RocketChatClient
 from exporter.simulator import ManualClock, Simulator, SimulatorConfig, serve
 from exporter.simulator.server import SimulatorServer, _Handler
 
@@ -44,6 +44,9 @@ HEALTH = {
     "api_requests_total",
     "poll_errors_total",
     "exporter_build_info",
+    "server_info",
+    "fill_progress_ratio",
+    "fill_eta_seconds",
 }
 PREFIX = "rocketchat_omnichannel_"
 HISTORY_PATH = "/api/v1/livechat/analytics/agents/available-for-service-history"

@@ -1,0 +1,351 @@
+"""Rocket.Chat's routes as model values: one server-local day of history, the live status.
+
+The transport (transport.py) makes each GET safe; the pager (paging.py) gets every item of a
+list route in as few requests as the server allows; the parsers (parse.py) turn answers into
+model values. This module knows what each route means: a day is asked at local noon (so a
+server in a slightly different time zone still maps it to the same day), agents missing from
+an answer that could not be paged are counted and warned about once, and "who is available
+now" falls back from the per-agent route to the agents-status chart when forbidden.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+
+from exporter.config.model import ServerConfig
+from exporter.model import DayHistory, LiveStatus
+from exporter.rocketchat.errors import ROUTES, RocketChatError, Stopped
+from exporter.rocketchat.paging import Pager
+from exporter.rocketchat.parse import (
+    BadBody,
+    assemble_day,
+    live_counts,
+    parse_agents_page,
+    parse_agents_status,
+    parse_history_page,
+    unique_agents,
+)
+from exporter.rocketchat.transport import MAX_BODY_BYTES, Transport
+from exporter.text import clean
+
+log = logging.getLogger("exporter.client")
+
+LIVE_RETRY_EVERY = 10  # polls between attempts at the per-agent route while it is refused
+TRUNCATION_MEMORY_DAYS = 62  # a truncated day keeps the warning state this long (no flapping)
+# A `count=0` answer holds a whole day (or every agent): several MB at thousands of agents,
+# and Rocket.Chat aggregates it before the first byte. Such requests get this many timeouts.
+BULK_TIMEOUT_FACTOR = 3
+# The first Rocket.Chat version whose history route lists `count`/`offset` in its query
+# schema (@rocket.chat/rest-typings); older ones answer 400 to them.
+HISTORY_PAGING_SINCE = (7, 9)
+
+
+def day_range(day: date, tz: ZoneInfo) -> tuple[str, str]:
+    """`start`/`end` for one server-local day: local noon and one millisecond later, in UTC.
+
+    Rocket.Chat turns both into calendar days in its own process time zone and returns that
+    whole day. Noon is 12 h from either midnight, so a server whose real zone is up to 12 h
+    off the configured one still picks the same day.
+    """
+    noon = datetime(day.year, day.month, day.day, 12, tzinfo=tz).astimezone(UTC)
+    return _iso_ms(noon), _iso_ms(noon + timedelta(milliseconds=1))
+
+
+def _iso_ms(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_version(text: object) -> tuple[int, int] | None:
+    """(major, minor) of a Rocket.Chat version string such as "7.10.2"; None if unusable."""
+    if not isinstance(text, str):
+        return None
+    parts = text.split(".")
+    try:
+        return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
+    except ValueError:
+        return None
+
+
+class RocketChatClient:
+    """One Rocket.Chat server. Not thread-safe: one poller thread uses it."""
+
+    def __init__(
+        self,
+        server: ServerConfig,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        on_request: Callable[[str, str], None] | None = None,
+        on_wait: Callable[[float], None] | None = None,
+        on_progress: Callable[[str, int, int | None], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        stop: threading.Event | None = None,
+        rng: random.Random | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+    ):
+        self.server = server
+        self._tz = ZoneInfo(server.timezone)
+        self._http = Transport(
+            server,
+            transport=transport,
+            on_request=on_request,
+            on_wait=on_wait,
+            sleep=sleep,
+            clock=clock,
+            stop=stop,
+            rng=rng,
+            max_body_bytes=max_body_bytes,
+        )
+        self._pager = Pager(server.name, self._get_list, on_progress)
+        self._states: dict[str, str | None] = {}  # log key -> current failure class
+        self._live_fallback = False
+        self._live_polls = 0
+        self._latest_day: date | None = None
+        self._pages: dict[str, int] = {}
+        self._truncated: dict[str, int] = {}
+        self._truncated_days: dict[str, dict[date, int]] = {}
+
+    # ---- public API ---------------------------------------------------------------------------
+
+    def fetch_history_day(self, day: date) -> DayHistory:
+        """Every agent's history of one server-local day (in one request where allowed)."""
+        start, end = day_range(day, self._tz)
+        params = {"start": start, "end": end, "fullReport": "true"}
+        try:
+            fetched = self._pager.fetch(
+                "history", params, self._parser("history", parse_history_page)
+            )
+        except RocketChatError as exc:
+            self._failed("history", exc)
+            raise
+        history = assemble_day(day, fetched.pages)
+        self._succeeded("history")
+        if self._latest_day is None or day >= self._latest_day:
+            self._latest_day = day
+            self._pages["history"] = fetched.requests
+        self._note_truncation("history", len(history.agents), history.total, fetched.complete, day)
+        return history
+
+    def fetch_live_status(self) -> LiveStatus:
+        """Who is available now: per agent if allowed, else the agents-status chart's counts."""
+        self._live_polls += 1
+        if not self._live_fallback or self._live_polls % LIVE_RETRY_EVERY == 0:
+            try:
+                live = self._fetch_agents()
+            except RocketChatError as exc:
+                if exc.status in (403, 404):
+                    self._enter_live_fallback(exc)
+                elif not self._live_fallback:
+                    self._failed("agents", exc)
+                    raise
+                # else: a failed re-try while on the chart; the chart still answers below.
+            else:
+                self._succeeded("agents")
+                self._leave_live_fallback()
+                return live
+        try:
+            counts = self._parser("agents_status", parse_agents_status)(
+                self._http.get("agents_status", None)
+            )
+        except RocketChatError as exc:
+            self._failed("agents_status", exc)
+            raise
+        self._succeeded("agents_status")
+        self._pages.pop("agents", None)
+        self._pages["agents_status"] = 1
+        return LiveStatus(agents=None, counts=counts)
+
+    def fetch_info(self) -> dict[str, Any]:
+        """GET /api/info (no credentials needed): `{"version": ..., ...}`.
+
+        A version whose history route cannot page is never sent `count`/`offset` there.
+        """
+        try:
+            body = self._http.get("info", None, auth=False)
+            if not isinstance(body, dict):
+                raise self._http.error(
+                    "info",
+                    "invalid_response",
+                    "answer is not a JSON object",
+                    "check that url points at Rocket.Chat",
+                    None,
+                )
+        except RocketChatError as exc:
+            self._failed("info", exc)
+            raise
+        self._succeeded("info")
+        info = {k: clean(v) if isinstance(v, str) else v for k, v in body.items()}
+        version = parse_version(info.get("version"))
+        if version is not None:
+            self._pager.never_count("history", version < HISTORY_PAGING_SINCE)
+        return info
+
+    def close(self) -> None:
+        self._http.close()
+
+    # ---- stats for the poller -----------------------------------------------------------------
+
+    @property
+    def clock_skew(self) -> float:
+        """Seconds our clock is ahead of Rocket.Chat's (negative: behind); 0 when unknown.
+
+        From the HTTP Date header of the latest answer: it has 1 s resolution and is sent
+        before we read it, so this overestimates by up to 1 s plus latency, never less.
+        """
+        return self._http.skew or 0.0
+
+    @property
+    def rate_limit_wait_seconds(self) -> float:
+        """Seconds spent waiting for Rocket.Chat's rate limit so far (pacing and 429s)."""
+        return self._http.waited
+
+    @property
+    def requests_per_poll(self) -> dict[str, int]:
+        """Requests per route one poll needs: the newest day's history + live status."""
+        return dict(self._pages)
+
+    @property
+    def min_poll_interval(self) -> float:
+        """Shortest poll interval that keeps every route within its learned rate limit.
+
+        0 when Rocket.Chat sends no rate-limit headers (e.g. a user with
+        api-bypass-rate-limit). A poller polling faster will be paced (its polls get longer).
+        """
+        return max(
+            (self._http.limiter.min_interval(route, n) for route, n in self._pages.items()),
+            default=0.0,
+        )
+
+    @property
+    def truncated(self) -> dict[str, int]:
+        """Agents Rocket.Chat counted but did not return, per route, in the last fetch."""
+        return dict(self._truncated)
+
+    @property
+    def live_fallback(self) -> bool:
+        """True while live status comes from the agents-status chart (no per-agent data)."""
+        return self._live_fallback
+
+    # ---- helpers ------------------------------------------------------------------------------
+
+    def _get_list(self, endpoint: str, query: dict[str, Any], bulk: bool) -> object:
+        timeout = self.server.timeout * (BULK_TIMEOUT_FACTOR if bulk else 1)
+        return self._http.get(endpoint, query, timeout=timeout)
+
+    def _parser(self, endpoint: str, parse: Callable[[object], Any]) -> Callable[[object], Any]:
+        def parsed(body: object) -> Any:
+            try:
+                return parse(body)
+            except BadBody as exc:
+                raise self._http.error(
+                    endpoint,
+                    "invalid_response",
+                    f"unusable answer: {exc}",
+                    "check that url points at Rocket.Chat itself, not a proxy or login page",
+                    200,
+                ) from None
+
+        return parsed
+
+    def _fetch_agents(self) -> LiveStatus:
+        fetched = self._pager.fetch("agents", {}, self._parser("agents", parse_agents_page))
+        agents = unique_agents(fetched.pages)
+        total = max((p.total or 0 for p in fetched.pages), default=0)
+        received = sum(p.received for p in fetched.pages)
+        self._pages.pop("agents_status", None)
+        self._pages["agents"] = fetched.requests
+        self._note_truncation("agents", len(agents), max(total, received), fetched.complete)
+        return LiveStatus(agents=agents, counts=live_counts(agents))
+
+    def _note_truncation(
+        self, endpoint: str, received: int, total: int, complete: bool, day: date | None = None
+    ) -> None:
+        """Warn once when agents go missing because pagination was rejected; note recovery.
+
+        History is tracked per day: fetches of different days (initial fill, yesterday's
+        refetch) must not flap the state, so it stays "truncated" while any recent day was.
+        """
+        missing = max(0, total - received)
+        self._truncated[endpoint] = missing
+        by_day = self._truncated_days.setdefault(endpoint, {})
+        slot = day or date.min
+        if missing and not complete:
+            by_day[slot] = missing
+        else:
+            by_day.pop(slot, None)
+        if day is not None:
+            for old in [d for d in by_day if (day - d).days > TRUNCATION_MEMORY_DAYS]:
+                del by_day[old]
+        key = f"truncated:{endpoint}"
+        state = "truncated" if by_day else None
+        if state == self._states.get(key):
+            return
+        self._states[key] = state
+        if state:
+            log.warning(
+                f"Rocket.Chat version ignores pagination on {ROUTES[endpoint]}: received "
+                f"{received} of {total} agents; raise Administration > Settings > General > "
+                f'REST API "Default Count" and "Upper Count Limit" above {total}',
+                extra={"server": self.server.name, "endpoint": endpoint},
+            )
+        else:
+            log.info(
+                "all agents returned again",
+                extra={"server": self.server.name, "endpoint": endpoint, "agents": received},
+            )
+
+    def _enter_live_fallback(self, exc: RocketChatError) -> None:
+        if self._live_fallback:
+            return
+        self._live_fallback = True
+        self._live_polls = 0  # the per-agent route is tried again on every 10th poll from here
+        log.warning(
+            "per-agent live status refused; using the agents-status chart (counts only, no "
+            "agent_available / open sessions)",
+            extra={"server": self.server.name, "endpoint": "agents", "err": str(exc)},
+        )
+
+    def _leave_live_fallback(self) -> None:
+        if self._live_fallback:
+            self._live_fallback = False
+            log.info(
+                "per-agent live status allowed again",
+                extra={"server": self.server.name, "endpoint": "agents"},
+            )
+
+    # ---- logging: once per change of state ----------------------------------------------------
+
+    def _failed(self, endpoint: str, exc: RocketChatError) -> None:
+        if self._states.get(endpoint) == exc.reason:
+            return
+        self._states[endpoint] = exc.reason
+        log.warning(
+            "Rocket.Chat request failed",
+            extra={
+                "server": self.server.name,
+                "endpoint": endpoint,
+                "reason": exc.reason,
+                "err": str(exc),
+            },
+        )
+
+    def _succeeded(self, endpoint: str) -> None:
+        previous = self._states.get(endpoint)
+        if previous is not None:
+            self._states[endpoint] = None
+            log.info(
+                "Rocket.Chat request recovered",
+                extra={"server": self.server.name, "endpoint": endpoint, "after": previous},
+            )
+
+
+__all__ = ["RocketChatClient", "RocketChatError", "Stopped", "day_range"]
