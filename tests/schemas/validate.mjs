@@ -12,9 +12,17 @@
 import { register } from 'node:module';
 import { createInterface } from 'node:readline';
 
-// rest-typings 7.10's dist imports './Ajv' without an extension, which Node's ESM resolver
-// refuses; the server is bundled differently. Retry such relative imports with ".js".
+// rest-typings' dist is ES module syntax in .js files of a package without "type": "module"
+// (Node < 20.19 would read it as CommonJS), and 7.10's imports './Ajv' without an extension,
+// which Node's ESM resolver refuses (the dist is tsc output meant for bundlers). So: load them as
+// ES modules, and retry extensionless relative imports with ".js".
 const hooks = `
+export async function load(url, context, next) {
+  if (/\\/node_modules\\/rest-typings-[^/]+\\/dist\\/.*\\.js$/.test(url)) {
+    return next(url, { ...context, format: 'module' });
+  }
+  return next(url, context);
+}
 export async function resolve(specifier, context, next) {
   try {
     return await next(specifier, context);
