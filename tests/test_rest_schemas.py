@@ -405,3 +405,16 @@ def test_simulator_validates_like_the_schema(schemas, simulator, pagination):
                     f"simulator {r.status_code} {body}"
                 )
     assert not wrong, f"simulator ({version}) disagrees with rest-typings:\n" + "\n".join(wrong)
+
+
+def test_empty_count_is_null_on_nullable_routes_not_no_limit(simulator):
+    """ajv turns `count=` into null on users/agent (default page size applies); the 7.10.0
+    history schema's count is not nullable, so there it is a 400."""
+    sim, url = simulator(agents=60, pagination="accepted", default_count=50)
+    headers = {"X-User-Id": USER_ID, "X-Auth-Token": TOKEN}
+    with httpx.Client(base_url=url, headers=headers, timeout=5.0) as http:
+        users = http.get(f"{API}{USERS}?count=").json()
+        assert (users["count"], users["total"]) == (50, 60)
+        assert http.get(f"{API}{USERS}?count=0").json()["count"] == 60  # 0: no limit
+        r = http.get(f"{API}{HISTORY}?{_qs([*H_BASE, ('count', '')])}")
+        assert (r.status_code, r.json()["error"]) == (400, "must be number [invalid-params]")
