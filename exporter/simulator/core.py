@@ -46,25 +46,35 @@ PATHS = {
 }
 ROUTE_PATHS = {v: k for k, v in PATHS.items()}
 
+# The GET query schemas of @rocket.chat/rest-typings (dist/v1/omnichannel.js); checked against the
+# published validators by tests/test_rest_schemas.py.
 _HISTORY_BASE = {"start": "string", "end": "string", "fullReport": "string"}
-HISTORY_SCHEMA_REJECTING = P.QuerySchema(_HISTORY_BASE, ("start", "end"))  # 6.x - 7.0
+_HISTORY_NULLABLE = frozenset({"fullReport"})
+HISTORY_SCHEMA_REJECTING = P.QuerySchema(  # 6.x - 7.0
+    _HISTORY_BASE, ("start", "end"), nullable=_HISTORY_NULLABLE
+)
 HISTORY_SCHEMA_ACCEPTING = P.QuerySchema(  # 7.9+
-    {**_HISTORY_BASE, "offset": "number", "count": "number", "sort": "string"}, ("start", "end")
+    {**_HISTORY_BASE, "offset": "number", "count": "number", "sort": "string"},
+    ("start", "end"),
+    nullable=_HISTORY_NULLABLE,
 )
-AGENTS_SCHEMA = P.QuerySchema(
-    {
-        "text": "string",
-        "onlyAvailable": "boolean",
-        "excludeId": "string",
-        "showIdleAgents": "boolean",
-        "count": "number",
-        "offset": "number",
-        "sort": "string",
-        "fields": "string",
-        "query": "string",
-    }
+# livechat/users/:type validates GET with isLivechatUsersManagerGETProps, whatever the :type.
+_AGENTS_PROPERTIES = {
+    "text": "string",
+    "onlyAvailable": "boolean",
+    "excludeId": "string",
+    "showIdleAgents": "boolean",
+    "count": "number",
+    "offset": "number",
+    "sort": "string",
+    "query": "string",
+    "fields": "string",
+}
+AGENTS_SCHEMA = P.QuerySchema(_AGENTS_PROPERTIES, nullable=frozenset(_AGENTS_PROPERTIES))
+# additionalProperties: true ("FE is sending start/end params")
+AGENTS_STATUS_SCHEMA = P.QuerySchema(
+    {"departmentId": "string"}, additional=True, nullable=frozenset({"departmentId"})
 )
-AGENTS_STATUS_SCHEMA = P.QuerySchema({"departmentId": "string"})
 
 _CACHE_BUDGET = 64 * 1024 * 1024  # bytes of rendered history pages kept
 

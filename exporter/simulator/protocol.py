@@ -3,6 +3,7 @@ parsing, pagination arithmetic and the Meteor rate limiter."""
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from dataclasses import dataclass
@@ -64,22 +65,45 @@ class QuerySchema:
     properties: dict[str, str]  # name -> "string" | "number" | "boolean"
     required: tuple[str, ...] = ()
     additional: bool = False
+    # `nullable: true` in rest-typings: ajv then coerces "" to null (instead of failing a
+    # number or boolean, or keeping "" for a string), and null means "not given" downstream.
+    nullable: frozenset[str] = frozenset()
 
 
-_NUMBER = re.compile(r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$")
+# JavaScript's ToNumber on a string (what ajv's `x == +x` test relies on), minus "" (ajv
+# coerces only non-empty strings): decimal with exponent, Infinity, 0x / 0o / 0b literals,
+# surrounding whitespace ignored, whitespace alone is 0.
+_JS_WS = (
+    " \t\n\v\f\r\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+    "\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?Infinity")
+_RADIX = re.compile(r"0([xX][0-9a-fA-F]+|[oO][0-7]+|[bB][01]+)")
 
 
-def _coerce(kind: str, value: str | list[str]) -> tuple[bool, Any]:
+def js_number(text: str) -> float | None:
+    """+text in JavaScript, or None for NaN."""
+    s = text.strip(_JS_WS)
+    if not s:
+        return 0.0
+    if _DECIMAL.fullmatch(s):
+        return float(s.replace("Infinity", "inf"))
+    m = _RADIX.fullmatch(s)
+    if m:
+        return float(int(m.group(1)[1:], {"x": 16, "o": 8, "b": 2}[m.group(1)[0].lower()]))
+    return None
+
+
+def _coerce(kind: str, value: str | list[str], nullable: bool) -> tuple[bool, Any]:
     if isinstance(value, list):  # ?a=1&a=2 reaches the schema as an array
         return False, None
     if kind == "string":
         return True, value
+    if value == "" and nullable:  # ajv tries the declared type, then null
+        return True, None
     if kind == "number":
-        if value == "":
-            return True, 0
-        if _NUMBER.match(value):
-            return True, float(value)
-        return False, None
+        n = js_number(value) if value else None
+        return (False, None) if n is None else (True, n)
     if kind == "boolean":
         if value in ("true", "false"):
             return True, value == "true"
@@ -100,7 +124,7 @@ def validate(schema: QuerySchema, query: dict[str, str | list[str]]) -> tuple[st
     out: dict[str, Any] = dict(query)
     for name, kind in schema.properties.items():
         if name in query:
-            ok, v = _coerce(kind, query[name])
+            ok, v = _coerce(kind, query[name], name in schema.nullable)
             if not ok:
                 return f"must be {kind}", {}
             out[name] = v
@@ -199,7 +223,8 @@ def pagination(
 def _parse_int(v: Any) -> int:
     """parseInt(String(v)) for the numbers ajv already coerced."""
     if isinstance(v, float):
-        return int(v)
+        # parseInt("Infinity") is NaN, which Rocket.Chat passes on to MongoDB; 0 here.
+        return int(v) if math.isfinite(v) else 0
     m = re.match(r"^\s*([+-]?\d+)", str(v))
     return int(m.group(1)) if m else 0
 
