@@ -37,7 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.config.loader import ConfigError, _load_yaml
+from exporter.config.yamlfile import ConfigError
+from exporter.config.yamlfile import load_yaml as _load_yaml
 
 try:
     import bcrypt
