@@ -23,10 +23,11 @@ from typing import Any
 from exporter.config import scalars
 from exporter.config.errors import BAD, ConfigError, Ctx
 from exporter.config.expand import expand
-from exporter.config.model import AgentFilter, Config
+from exporter.config.model import AgentFilter, Config, Secret
 from exporter.config.sections import check_mapping, list_items, optional
 from exporter.config.servers import parse_servers, staffing_spec
 from exporter.config.yamlfile import load_yaml
+from exporter.privacy import LABEL_MODES, MIN_KEY_LENGTH
 
 __all__ = ["ConfigError", "load_config", "parse_config"]
 
@@ -44,7 +45,7 @@ TOP_KEYS = (
     "staffing",
     "servers",
 )
-AGENTS_KEYS = ("include", "exclude", "per_agent")
+AGENTS_KEYS = ("include", "exclude", "per_agent", "label", "label_key_file")
 
 
 # --- public API -------------------------------------------------------------------------------
@@ -153,4 +154,53 @@ def _agents(ctx: Ctx, value: Any) -> Any:
     if exclude is not None and exclude is not BAD and exclude.pattern == "":
         exclude = None  # "" = exclude nobody
     per_agent = optional(ctx, section, "agents", "per_agent", scalars.boolean, True)
-    return AgentFilter(include=include, exclude=exclude, per_agent=per_agent)
+    label = optional(ctx, section, "agents", "label", _label_mode, "username")
+    key = optional(ctx, section, "agents", "label_key_file", _label_key, None)
+    if label == "hashed" and key is None:
+        key = ctx.add(
+            "agents.label_key_file",
+            "required for label: hashed "
+            f"(e.g. label_key_file: /etc/exporter/agent-label.key; {_KEY_HINT})",
+        )
+    elif label not in ("hashed", BAD) and key not in (None, BAD):
+        key = ctx.add(
+            "agents.label_key_file", "is set but label is not hashed (remove one of them)"
+        )
+    values = (include, exclude, per_agent, label, key)
+    if BAD in values:
+        return BAD
+    return AgentFilter(
+        include=include, exclude=exclude, per_agent=per_agent, label=label, label_key=key
+    )
+
+
+_KEY_HINT = "make one with: head -c 32 /dev/urandom | base64 > agent-label.key"
+
+
+def _label_mode(ctx: Ctx, path: str, value: Any) -> Any:
+    mode = scalars.string(ctx, path, value, f"one of {', '.join(LABEL_MODES)}")
+    if mode is not BAD and mode not in LABEL_MODES:
+        return ctx.add(path, f"unknown label {mode!r} (use one of {', '.join(LABEL_MODES)})")
+    return mode
+
+
+def _label_key(ctx: Ctx, path: str, value: Any) -> Any:
+    """The HMAC key of hashed labels: a file (never inline), read now to fail early."""
+    file = scalars.file_path(ctx, path, value)
+    if file is BAD:
+        return BAD
+    key = Secret(path=file, key=path)
+    try:
+        text = key.get()
+    except FileNotFoundError:
+        return ctx.add(path, f"file not found: {file} ({_KEY_HINT})")
+    except UnicodeDecodeError:
+        return ctx.add(path, f"{file} is not UTF-8 text ({_KEY_HINT})")
+    except OSError as e:
+        return ctx.add(path, f"cannot read {file}: {e.strerror}")
+    ctx.secrets.add(text)
+    if len(text) < MIN_KEY_LENGTH:
+        return ctx.add(
+            path, f"{file} holds a key shorter than {MIN_KEY_LENGTH} characters ({_KEY_HINT})"
+        )
+    return key
