@@ -87,6 +87,18 @@ def web_config(tmp_path: Path, text: str) -> Path:
         ("http_server_config: {http2: false}\n", "http_server_config: not supported"),
         ("42\n", "must be a mapping"),
     ],
+    # Explicit ids: one case embeds a freshly salted bcrypt hash, which differs per process
+    # (pytest-xdist workers must collect identical ids; --lf must find them again).
+    ids=[
+        "key-without-cert",
+        "cert-missing",
+        "tls-not-mapping",
+        "typo",
+        "users-not-mapping",
+        "colon-in-user",
+        "http2",
+        "not-mapping",
+    ],
 )
 def test_web_config_errors_name_the_key(tmp_path, text, needle):
     with pytest.raises(WebConfigError) as info:
