@@ -41,6 +41,10 @@ from tests.support.faultrig import (
 )
 from tests.support.procs import wait_for
 
+pytestmark = (
+    pytest.mark.slow
+)  # real threads and timeouts, real processes: full suite only (see docs/testing.md)
+
 T_EVENING = datetime(2026, 3, 4, 20, 0, tzinfo=UTC).timestamp()
 
 

@@ -39,6 +39,10 @@ from tests.support.faultrig import TOKEN, USER_ID, RewritingProxy, Rig, parse_pa
 from tests.support.pki import Pki, make_pki
 from tests.support.procs import free_port, http_get, require_binary, start_exporter, wait_for
 
+pytestmark = (
+    pytest.mark.slow
+)  # real exporter processes, TLS handshakes: full suite only (see docs/testing.md)
+
 PASSWORD = "s3cret-Pa55word"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()  # cost 4: fast tests
 
