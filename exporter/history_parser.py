@@ -218,7 +218,7 @@ def parse_agents_page(body: object) -> AgentsPage:
                 # An agent without a presence is not connected, so not available.
                 presence=clean(presence) if type(presence) is str and presence else "offline",
                 livechat_available=item.get("statusLivechat") == "available",
-                name=item["name"] if type(item.get("name")) is str else None,
+                name=clean(item["name"]) if type(item.get("name")) is str else None,
             )
         )
     assert isinstance(body, dict)

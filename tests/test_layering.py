@@ -34,6 +34,7 @@ STAGES: dict[str, int] = {
     "exporter.model": SHARED,  # value types of the data flowing between stages
     "exporter.privacy": SHARED,
     "exporter.logs": SHARED,
+    "exporter.text": SHARED,  # clean(): untrusted text made safe where it enters
     "exporter.localtime": SHARED,  # planned home of day_start / local_date
     "exporter.intervals": SHARED,  # planned home of merge_intervals
     # the flow
@@ -49,6 +50,7 @@ STAGES: dict[str, int] = {
     "exporter.zonecheck": 4,
     "exporter.snapshot": 5,
     "exporter.exposition": 6,
+    "exporter.publisher": 6,
     "exporter.poller": 7,
     "exporter.webconfig": 7,
     "exporter.web": 7,
