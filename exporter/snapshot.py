@@ -371,9 +371,9 @@ def _agent_rows(inp, parts: _Parts, live_agents, now) -> tuple[AgentRow, ...]:
         figures = zip(window_names, parts.windows(name), strict=True)
         stats = [(w, aw) for w, aw in figures if aw is not None]
         reported = tuple(
-            (wname, day.agents[name].reported_seconds)
+            (wname, seconds)
             for wname, day in reported_days
-            if name in day.agents and day.agents[name].reported_seconds is not None
+            if name in day.agents and (seconds := day.agents[name].reported_seconds) is not None
         )
         live = live_agents.get(name)
         open_iv = parts.opened.get(name)

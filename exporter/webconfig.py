@@ -43,7 +43,7 @@ from exporter.config.yamlfile import load_yaml as _load_yaml
 try:
     import bcrypt
 except ImportError:  # only needed when basic_auth_users is set; then it is an error
-    bcrypt = None
+    bcrypt = None  # type: ignore[assignment]
 
 log = logging.getLogger("exporter.web")
 
@@ -395,7 +395,7 @@ class WebGuard:
         return ok
 
     def _stat(self) -> tuple:
-        stamps = []
+        stamps: list[tuple[str, int | None, int | None, int | None]] = []
         for f in (self.path, *self._config.files):
             try:
                 st = os.stat(f)

@@ -244,7 +244,7 @@ def window(ctx: Ctx, path: str, value: Any) -> Any:
         return ctx.add(path, f"must be a string such as 1h or today, got {describe(value)}{hint}")
     name = value.strip()
     if name in ("today", "yesterday"):
-        return Window(name=name, kind=name)
+        return Window(name=name, kind="today" if name == "today" else "yesterday")
     seconds = duration_value(name, allow_plain=False)
     if seconds is None:
         return ctx.add(

@@ -38,7 +38,7 @@ _NO_SEXAGESIMAL = {
 class _Loader(yaml.SafeLoader):
     """SafeLoader without base-60 numbers, and with located errors for impossible dates."""
 
-    def construct_yaml_timestamp(self, node: yaml.Node) -> Any:
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
         try:
             return super().construct_yaml_timestamp(node)
         except ValueError as e:  # e.g. 2026-13-01: PyYAML raises a bare ValueError
