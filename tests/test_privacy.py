@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from exporter.config.model import AgentFilter
 from exporter.history_parser import parse_agents_page
 from exporter.model import AgentLive, LiveStatus
 from exporter.privacy import PSEUDONYM_HEX, agent_labels, pseudonym
+from exporter.simulator import Simulator, SimulatorConfig, serve
 from exporter.snapshot import build_snapshot
 from tests.support.faultrig import Rig
 from tests.test_snapshot import inputs, k
@@ -220,3 +223,31 @@ def test_name_labels_through_the_real_path():
         assert _agent_labels(rig.page()) == names
     finally:
         rig.close()
+
+
+def test_hashed_labels_from_the_real_exporter_process(tmp_path):
+    """`once` in its own process against the simulator over HTTP: the key from the file."""
+    sim = Simulator(
+        SimulatorConfig(agents=5, seed=4, user_id="u-9", auth_token="t-9", rate_limit=0)
+    )
+    server = serve(sim, host="127.0.0.1", port=0)
+    try:
+        (tmp_path / "label.key").write_text(KEY.decode() + "\n")
+        cfg = tmp_path / "config.yaml"
+        cfg.write_text(
+            "agents:\n  label: hashed\n  label_key_file: label.key\n"
+            f"servers:\n  - name: p\n    url: {server.url}\n    user_id: u-9\n    auth_token: t-9\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "exporter", "once", "--config.file", str(cfg)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr
+    page = result.stdout.encode()
+    assert _agent_labels(page) == {pseudonym(KEY, a.username).encode() for a in sim.agents}
+    assert not any(a.username in result.stdout + result.stderr for a in sim.agents)
+    assert KEY.decode() not in result.stdout + result.stderr
