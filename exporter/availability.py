@@ -454,7 +454,7 @@ class Concurrency:
             block = a // _STRIDE + 1  # the first whole block after segment a
             head = self.level[a : block * _STRIDE]
             low = min(min(head), self._lowest[block])
-            high = max(max(head), self._highest[block])
+            high = max(max(head), self._highest[block])  # type: ignore[index]  # set with _lowest
         else:
             levels = self.level[a:b]
             low, high = min(levels), max(levels)

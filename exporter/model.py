@@ -77,6 +77,7 @@ class AgentLive:
     username: str
     presence: str  # online | away | busy | offline (unknown values are kept as-is)
     livechat_available: bool  # statusLivechat == "available"
+    name: str | None = None  # display name, for agents.label: name
 
     @property
     def available(self) -> bool:

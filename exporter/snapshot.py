@@ -38,6 +38,7 @@ from exporter.staffing import required_at, requirement_segments
 
 _START = attrgetter("start")
 _END = attrgetter("end")
+_AGENT = attrgetter("agent")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,7 @@ class AgentRow:
 class ServerSnapshot:
     server: str
     taken_at: float
-    agents: tuple[AgentRow, ...]  # sorted by username; empty when per_agent is off
+    agents: tuple[AgentRow, ...]  # sorted by label; empty when per_agent is off
     team: tuple[tuple[str, TeamWindow], ...]  # (window name, stats)
     status_counts: tuple[tuple[str, int], ...]  # (status, count)
     required_agents: int | None  # None without a staffing schedule
@@ -396,19 +397,23 @@ def _agent_rows(inp, parts: _Parts, live_agents, now) -> tuple[AgentRow, ...]:
     reported_days = _reported_days(inp, now)
     rows = []
     window_names = [w.name for w in inp.windows]
-    for name in sorted(parts.agents | live_agents.keys()):
+    usernames = sorted(parts.agents | live_agents.keys())
+    labels = inp.agent_filter.labels(
+        usernames, {u: a.name for u, a in live_agents.items() if a.name}
+    )
+    for name in usernames:
         figures = zip(window_names, parts.windows(name), strict=True)
         stats = [(w, aw) for w, aw in figures if aw is not None]
         reported = tuple(
-            (wname, day.agents[name].reported_seconds)
+            (wname, seconds)
             for wname, day in reported_days
-            if name in day.agents and day.agents[name].reported_seconds is not None
+            if name in day.agents and (seconds := day.agents[name].reported_seconds) is not None
         )
         live = live_agents.get(name)
         open_iv = parts.opened.get(name)
         rows.append(
             AgentRow(
-                agent=name,
+                agent=labels[name],
                 windows=tuple(stats),
                 reported=reported,
                 last_available=parts.last_closed.get(name),
@@ -418,7 +423,8 @@ def _agent_rows(inp, parts: _Parts, live_agents, now) -> tuple[AgentRow, ...]:
                 ),
             )
         )
-    return tuple(rows)
+    # By label, so that the order of pseudonyms does not give away the order of usernames.
+    return tuple(sorted(rows, key=_AGENT))
 
 
 def _reported_days(inp: SnapshotInputs, now: float) -> list[tuple[str, DayHistory]]:

@@ -37,12 +37,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.config.loader import ConfigError, _load_yaml
+from exporter.config.yamlfile import ConfigError
+from exporter.config.yamlfile import load_yaml as _load_yaml
 
 try:
     import bcrypt
 except ImportError:  # only needed when basic_auth_users is set; then it is an error
-    bcrypt = None
+    bcrypt = None  # type: ignore[assignment]
 
 log = logging.getLogger("exporter.web")
 
@@ -394,7 +395,7 @@ class WebGuard:
         return ok
 
     def _stat(self) -> tuple:
-        stamps = []
+        stamps: list[tuple[str, int | None, int | None, int | None]] = []
         for f in (self.path, *self._config.files):
             try:
                 st = os.stat(f)

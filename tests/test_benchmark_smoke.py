@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.benchmarks import cli
+
+pytestmark = pytest.mark.slow  # runs the benchmark: full suite only (see docs/testing.md)
 
 
 def test_benchmark_runs_at_size_s_and_its_figures_are_sane(tmp_path, capsys):

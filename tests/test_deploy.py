@@ -29,6 +29,10 @@ import yaml
 
 from tests.support.procs import Process, free_port, http_get, wait_for
 
+pytestmark = (
+    pytest.mark.slow
+)  # builds a venv, kubectl, schema validation: full suite only (see docs/testing.md)
+
 ROOT = Path(__file__).resolve().parents[1]
 KUBE = ROOT / "deploy" / "kubernetes"
 EXAMPLE = KUBE / "examples" / "kube-prometheus-stack"

@@ -14,7 +14,7 @@ from exporter.exposition import METRIC_NAMES
 from tests.promql_inventory import promql_inventory, rule_files
 from tests.support.procs import Process, Prometheus, free_port, http_get, start_exporter, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 TEAM_METRICS = [
     "rocketchat_omnichannel_agents_active",

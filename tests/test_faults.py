@@ -41,6 +41,10 @@ from tests.support.faultrig import (
 )
 from tests.support.procs import wait_for
 
+pytestmark = (
+    pytest.mark.slow
+)  # real threads and timeouts, real processes: full suite only (see docs/testing.md)
+
 T_EVENING = datetime(2026, 3, 4, 20, 0, tzinfo=UTC).timestamp()
 
 
@@ -532,20 +536,27 @@ def test_a_poll_failing_after_some_requests_publishes_nothing(rig):
 def test_one_server_down_does_not_delay_the_others(tmp_path):
     """Real threads, real clock: a hanging server and a refusing one; the healthy one is
     polled on schedule meanwhile."""
+    gate = threading.Event()  # the hanging server answers nothing until the test opens it
     healthy_sim = Simulator(
         SimulatorConfig(agents=3, rate_limit=0, user_id=USER_ID, auth_token=TOKEN)
     )
     hanging_sim = Simulator(
         SimulatorConfig(agents=3, rate_limit=0, user_id=USER_ID, auth_token=TOKEN)
     )
-    hanging_sim.faults.latency = 5.0
+    held = hanging_sim.handle
+
+    def hang(*args, **kwargs):
+        gate.wait(30)
+        return held(*args, **kwargs)
+
+    hanging_sim.handle = hang  # type: ignore[method-assign]
     healthy, hanging = serve(healthy_sim), serve(hanging_sim)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         refused = f"http://127.0.0.1:{s.getsockname()[1]}"  # closed when the block ends
     servers = [
         {"name": "ok", "url": healthy.url},
-        {"name": "hanging", "url": hanging.url, "timeout": 0.3},
+        {"name": "hanging", "url": hanging.url, "timeout": 20},
         {"name": "refused", "url": refused},
     ]
     config = parse_config(
@@ -561,14 +572,19 @@ def test_one_server_down_does_not_delay_the_others(tmp_path):
     try:
         wait_for(lambda: healthy_sim.request_total("agents") >= 1, 10, "first healthy poll")
         started = healthy_sim.request_total("agents")
-        t0 = time.monotonic()
+        # The hanging server's poller sits in its first request for as long as the gate is
+        # closed; had it held the healthy one up, these polls could never happen.
         wait_for(lambda: healthy_sim.request_total("agents") >= started + 4, 10, "4 more polls")
-        elapsed = time.monotonic() - t0
-        # 4 polls at 0.5 s take about 2 s; had the hanging server's polls (over 2.4 s each:
-        # 3 timeouts of 0.3 s plus backoff) held the healthy one up, it would take over 9 s.
-        assert elapsed < 5.0, elapsed
         page = parse_page(publisher.page(time.time()))
         assert page[("up", frozenset({("server", "ok")}))] == 1
+        hanging_up = ("up", frozenset({("server", "hanging")}))
+        assert hanging_up not in page  # still in its first poll: the gate is closed
+        gate.set()
+        wait_for(
+            lambda: parse_page(publisher.page(time.time())).get(hanging_up) == 1,
+            10,
+            "the hanging server's poll to finish once it answers",
+        )
         # The refused server's first poll ends after its retries and backoff; until then its
         # `up` is absent (no poll has finished), then 0.
         refused_up = ("up", frozenset({("server", "refused")}))
@@ -578,6 +594,7 @@ def test_one_server_down_does_not_delay_the_others(tmp_path):
             "up == 0 for the refused server",
         )
     finally:
+        gate.set()
         stop.set()
         for t in threads:
             t.join(timeout=10)

@@ -39,6 +39,10 @@ from tests.support.faultrig import TOKEN, USER_ID, RewritingProxy, Rig, parse_pa
 from tests.support.pki import Pki, make_pki
 from tests.support.procs import free_port, http_get, require_binary, start_exporter, wait_for
 
+pytestmark = (
+    pytest.mark.slow
+)  # real exporter processes, TLS handshakes: full suite only (see docs/testing.md)
+
 PASSWORD = "s3cret-Pa55word"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()  # cost 4: fast tests
 
@@ -86,6 +90,18 @@ def web_config(tmp_path: Path, text: str) -> Path:
         ("basic_auth_users: {'a:b': " + json.dumps(HASH) + "}\n", "without ':'"),
         ("http_server_config: {http2: false}\n", "http_server_config: not supported"),
         ("42\n", "must be a mapping"),
+    ],
+    # Explicit ids: one case embeds a freshly salted bcrypt hash, which differs per process
+    # (pytest-xdist workers must collect identical ids; --lf must find them again).
+    ids=[
+        "key-without-cert",
+        "cert-missing",
+        "tls-not-mapping",
+        "typo",
+        "users-not-mapping",
+        "colon-in-user",
+        "http2",
+        "not-mapping",
     ],
 )
 def test_web_config_errors_name_the_key(tmp_path, text, needle):

@@ -29,6 +29,8 @@ from exporter.publisher import Publisher
 from tests.support.faultrig import HEALTH, Rig, data_of, parse_page, sim_date_header
 from tests.support.procs import wait_for
 
+pytestmark = pytest.mark.slow  # two simulated days: full suite only (see docs/testing.md)
+
 DAYS = 2
 STEP = 60.0
 WARMUP_POLLS = 300

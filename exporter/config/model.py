@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, time
 from typing import Literal
+
+from exporter.privacy import LabelMode, agent_labels
 
 WindowKind = Literal["duration", "today", "yesterday"]
 
@@ -23,14 +26,26 @@ class Window:
 
 @dataclass(frozen=True, slots=True)
 class AgentFilter:
+    """The `agents:` section: which agents are exported (by username), and what their `agent`
+    label shows (see exporter/privacy.py)."""
+
     include: re.Pattern[str]
     exclude: re.Pattern[str] | None
     per_agent: bool = True
+    label: LabelMode = "username"
+    label_key: Secret | None = None  # the HMAC key file for label == "hashed"
 
     def wants(self, username: str) -> bool:
         if not self.include.fullmatch(username):
             return False
         return not (self.exclude is not None and self.exclude.fullmatch(username))
+
+    def labels(
+        self, usernames: Iterable[str], names: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """The `agent` label of each username; `names` are display names, for label: name."""
+        key = self.label_key.get().encode() if self.label_key is not None else None
+        return agent_labels(usernames, self.label, key=key, names=names)
 
 
 @dataclass(frozen=True, slots=True)

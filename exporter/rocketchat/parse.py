@@ -34,7 +34,7 @@ def parse_instant(value: object) -> float | None:
         value = value.get("$date")
         if type(value) in (int, float):  # EJSON canonical form: epoch milliseconds
             try:
-                seconds = value / 1000.0
+                seconds = value / 1000.0  # type: ignore[operator]
             except OverflowError:
                 return None
             return seconds if math.isfinite(seconds) else None
@@ -79,7 +79,7 @@ def _count(value: object) -> int | None:
 
 
 def _seconds(value: object) -> float | None:
-    if type(value) in (int, float) and math.isfinite(value) and value >= 0:  # type: ignore[arg-type]
+    if type(value) in (int, float) and math.isfinite(value) and value >= 0:  # type: ignore[arg-type,operator]
         return float(value)  # type: ignore[arg-type]
     return None
 
@@ -218,6 +218,7 @@ def parse_agents_page(body: object) -> AgentsPage:
                 # An agent without a presence is not connected, so not available.
                 presence=clean(presence) if type(presence) is str and presence else "offline",
                 livechat_available=item.get("statusLivechat") == "available",
+                name=clean(item["name"]) if type(item.get("name")) is str else None,
             )
         )
     assert isinstance(body, dict)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import random
 from array import array
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from math import log
@@ -283,7 +284,7 @@ class DayTable:
         return [(d[3 * k], d[3 * k + 1]) for k in range(lo, lo + n)]
 
 
-def state_key(events: array, now: int) -> int:
+def state_key(events: Sequence[int], now: int) -> int:
     return bisect_right(events, now)
 
 
@@ -393,6 +394,7 @@ def build_day_table(
         first = INF
         entries: list[tuple[int, int, int]] = []
         for tab in shift_tables if g is not None else ():
+            assert g is not None  # for mypy: the loop is empty otherwise
             d = tab.data
             for k in range(4 * tab.offsets[g], 4 * tab.offsets[g + 1], 4):
                 s, e = d[k], d[k + 1]

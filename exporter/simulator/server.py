@@ -97,7 +97,8 @@ class SimulatorServer:
     def __init__(self, simulator: Simulator, host: str = "127.0.0.1", port: int = 0):
         self.simulator = simulator
         self._server = _Server((host, port), simulator)
-        self.host, self.port = self._server.server_address[:2]
+        self.host: str = str(self._server.server_address[0])
+        self.port: int = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
