@@ -38,34 +38,13 @@ from operator import add, attrgetter, lt, mod, mul, ne, not_, sub, truth
 from zoneinfo import ZoneInfo
 
 from exporter.config.model import Window
-from exporter.history import day_start
+from exporter.localtime import day_start
 from exporter.model import Interval
 
 _START = attrgetter("start")
 _END = attrgetter("end")
 
 # ---- merging -----------------------------------------------------------------------------
-
-
-def merge_intervals(intervals: Iterable[Interval]) -> tuple[tuple[Interval, ...], int]:
-    """Sort and merge overlapping or duplicate intervals.
-
-    Two intervals merge when the later one starts at or before the earlier one's end (so
-    touching intervals merge too). Intervals separated by any gap stay apart: Rocket.Chat's
-    midnight split ([.., 23:59:59] then [00:00:00, ..], one second apart) stays two intervals.
-    Returns the merged intervals and how many input entries were merged away. Unchanged
-    intervals are returned as the same objects.
-    """
-    ordered = sorted(intervals, key=_START)
-    merged: list[Interval] = []
-    for iv in ordered:
-        if merged and iv.start <= merged[-1].end:
-            last = merged[-1]
-            if iv.end > last.end:
-                merged[-1] = Interval(last.start, iv.end)
-            continue
-        merged.append(iv)
-    return tuple(merged), len(ordered) - len(merged)
 
 
 def bridge_midnight_splits(intervals: Sequence[Interval], tz: ZoneInfo) -> tuple[Interval, ...]:

@@ -11,9 +11,10 @@ Pure bookkeeping: `now` is always a parameter, fetching is the poller's job.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
+from exporter.localtime import day_start, local_date
 from exporter.model import DayHistory
 
 # A day fetched this long after its local end is final. The margin covers the midnight job's
@@ -26,19 +27,6 @@ class CachedDay:
     history: DayHistory
     fetched_at: float
     final: bool
-
-
-def local_date(now: float, tz: ZoneInfo) -> date:
-    return datetime.fromtimestamp(now, tz).date()
-
-
-def day_start(day: date, tz: ZoneInfo) -> float:
-    """Unix time at which the server-local calendar `day` starts (DST-correct).
-
-    Where midnight does not exist (a DST change at 00:00, e.g. America/Santiago), this is the
-    instant of the change, when the local clock jumps from 23:59:59 to 01:00.
-    """
-    return datetime(day.year, day.month, day.day, tzinfo=tz).timestamp()
 
 
 class HistoryCache:

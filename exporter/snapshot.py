@@ -31,7 +31,7 @@ from exporter.availability import (
     window_bounds,
 )
 from exporter.config.model import AgentFilter, Staffing, Window
-from exporter.history import day_start, local_date
+from exporter.localtime import day_start, local_date
 from exporter.model import DayHistory, Interval, LiveStatus, ParseStats
 from exporter.sessions import Streak, open_session, with_open_sessions
 from exporter.staffing import required_at, requirement_segments

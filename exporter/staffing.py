@@ -27,7 +27,7 @@ from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 from exporter.config.model import Staffing, StaffingRule
-from exporter.history import day_start
+from exporter.localtime import day_start
 
 Segment = tuple[float, float, int]  # [start, end) in unix seconds, agents required
 _EPOCH = date(1970, 1, 1)

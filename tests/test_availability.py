@@ -16,12 +16,12 @@ from exporter.availability import (
     agent_window,
     bridge_midnight_splits,
     local_midnight,
-    merge_intervals,
     team_windows,
     window_bounds,
 )
 from exporter.config.model import Window
-from exporter.history import day_start
+from exporter.intervals import merge_intervals
+from exporter.localtime import day_start
 from exporter.model import Interval
 
 UTC = ZoneInfo("UTC")

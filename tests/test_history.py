@@ -3,7 +3,8 @@
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from exporter.history import FINAL_AFTER_SECONDS, HistoryCache, day_start, local_date
+from exporter.history import FINAL_AFTER_SECONDS, HistoryCache
+from exporter.localtime import day_start, local_date
 from exporter.model import DayHistory
 
 UTC = ZoneInfo("UTC")

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from exporter.config import ConfigError, parse_config
 from exporter.config.model import AgentFilter
-from exporter.history_parser import parse_agents_page
 from exporter.model import AgentLive, LiveStatus
 from exporter.privacy import PSEUDONYM_HEX, agent_labels, pseudonym
+from exporter.rocketchat.parse import parse_agents_page
 from exporter.simulator import Simulator, SimulatorConfig, serve
 from exporter.snapshot import build_snapshot
 from tests.support.faultrig import Rig

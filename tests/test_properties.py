@@ -24,10 +24,11 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from exporter.availability import merge_intervals, window_bounds
+from exporter.availability import window_bounds
 from exporter.config.model import AgentFilter, Secret, ServerConfig, Staffing, StaffingRule, Window
 from exporter.exposition import ServerHealth
-from exporter.history import day_start
+from exporter.intervals import merge_intervals
+from exporter.localtime import day_start
 from exporter.logs import JsonFormatter, LogfmtFormatter
 from exporter.model import AgentDay, AgentLive, DayHistory, Interval, LiveStatus
 from exporter.publisher import Publisher

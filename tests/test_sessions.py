@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.availability import AgentWindow, agent_window, local_midnight, merge_intervals
+from exporter.availability import AgentWindow, agent_window, local_midnight
+from exporter.intervals import merge_intervals
 from exporter.model import Interval
 from exporter.sessions import Streak, open_session, update_streaks, with_open_sessions
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.config.model import AgentFilter, Staffing, StaffingRule, Window
-from exporter.history import day_start
+from exporter.localtime import day_start
 from exporter.model import AgentDay, AgentLive, DayHistory, Interval, LiveStatus
 from exporter.sessions import Streak
 from exporter.snapshot import PastDays, SnapshotInputs, build_snapshot
@@ -216,7 +216,8 @@ def test_small_past_days_are_left_to_the_collector(monkeypatch):
     starts=st.lists(st.integers(-10, 10**6), min_size=1, max_size=20),
 )
 def test_kept_concurrency_answers_like_a_fresh_one(raw, starts):
-    from exporter.availability import Concurrency, merge_intervals
+    from exporter.availability import Concurrency
+    from exporter.intervals import merge_intervals
 
     base = 1.7e9
     agents = [

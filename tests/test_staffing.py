@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.config.model import Staffing, StaffingRule
-from exporter.history import day_start
+from exporter.localtime import day_start
 from exporter.staffing import required_at, requirement_segments
 
 UTC = ZoneInfo("UTC")

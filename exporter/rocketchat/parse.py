@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from exporter.availability import merge_intervals
+from exporter.intervals import merge_intervals
 from exporter.model import LIVE_STATUSES, AgentDay, AgentLive, DayHistory, Interval, ParseStats
 from exporter.text import clean, clip
 

@@ -24,7 +24,7 @@ import exporter.rocketchat.transport
 from exporter.availability import window_bounds
 from exporter.config import parse_config
 from exporter.config.model import Config
-from exporter.history import local_date
+from exporter.localtime import local_date
 from exporter.poller import ServerPoller
 from exporter.publisher import Publisher
 from exporter.rocketchat.client import RocketChatClient
