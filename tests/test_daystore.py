@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
 import random
+import subprocess
+import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -15,6 +18,10 @@ from exporter import daystore
 from exporter.config import ConfigError, parse_config
 from exporter.daystore import DayStore, check_cache_dir
 from exporter.model import AgentDay, DayHistory, Interval, ParseStats
+from exporter.simulator import Simulator, SimulatorConfig
+from exporter.simulator import serve as serve_simulator
+from tests.support.faultrig import Rig, parse_page
+from tests.support.procs import free_port, http_get, start_exporter, wait_for
 
 DAY = date(2026, 3, 3)
 T0 = datetime(2026, 3, 3, tzinfo=UTC).timestamp()
@@ -312,3 +319,152 @@ def test_a_read_only_directory_is_a_config_error(tmp_path: Path) -> None:
             check_cache_dir(config_with("ro", tmp_path))
     finally:
         (tmp_path / "ro" / "server-rc").chmod(0o755)
+
+
+# ---- through the real path: the exporter on the simulator over HTTP, restarted -----------
+
+
+def test_a_restarted_poller_fetches_only_today_and_publishes_the_same(tmp_path: Path) -> None:
+    """In process, on one frozen simulated instant: the numbers must be identical."""
+    r = Rig(agents=30, windows=("1h", "today", "yesterday", "7d"))
+    try:
+        r.config = dataclasses.replace(r.config, history_cache_dir=str(tmp_path))
+        r.poller.close()
+        r.poller = r.new_poller()
+        assert r.poll()
+        assert r.sim.request_total("history") == 8  # today and the 7 days 7d reaches
+        before = r.data()
+        assert any(k[0] == "agent_available_seconds" and v > 0 for k, v in before.items())
+
+        r.poller.close()  # restart: a fresh poller and publisher, the same directory
+        r.publisher = type(r.publisher)(["rc"], r.config.max_staleness)
+        r.poller = r.new_poller(r.publisher)
+        r.sim.reset_requests()
+        assert r.poll()
+        assert r.sim.request_total("history") == 1  # today only
+        assert r.data() == before
+    finally:
+        r.close()
+
+
+def test_a_corrupt_cache_file_is_refetched_through_the_real_path(tmp_path: Path, caplog) -> None:
+    r = Rig(agents=10, windows=("1h", "yesterday"))
+    try:
+        r.config = dataclasses.replace(r.config, history_cache_dir=str(tmp_path))
+        r.poller.close()
+        r.poller = r.new_poller()
+        assert r.poll()
+        before = r.data()
+        *_, yesterday = sorted((tmp_path / "server-rc").glob("*.day"))
+        assert yesterday.name == "2026-03-03.day"
+        yesterday.write_bytes(yesterday.read_bytes()[:-100])
+        r.poller.close()
+        r.publisher = type(r.publisher)(["rc"], r.config.max_staleness)
+        r.poller = r.new_poller(r.publisher)
+        r.sim.reset_requests()
+        assert r.poll()
+        assert r.sim.request_total("history") == 2  # today, and yesterday again
+        assert r.data() == before
+        assert [w.ignored for w in warnings_of(caplog)] == ["corrupt 1"]
+        # Rewritten whole by the refetch: the next restart trusts it again.
+        assert DayStore.for_server(r.config, r.config.servers[0]).load([date(2026, 3, 3)])
+    finally:
+        r.close()
+
+
+def noon_zone() -> str:
+    """A fixed-offset zone where it is about noon now: no midnight during the test."""
+    hours = round((12 - datetime.now(UTC).hour) % 24)
+    hours = hours - 24 if hours > 12 else hours
+    return f"Etc/GMT{-hours:+d}" if hours else "UTC"  # Etc/GMT signs are inverted
+
+
+@pytest.mark.e2e
+def test_a_restarted_exporter_process_asks_rocketchat_only_for_today(tmp_path: Path) -> None:
+    """Two exporter processes one after the other, with the same history_cache_dir, against
+    the simulator (real clock, real HTTP): the second one asks for today only."""
+    zone = noon_zone()
+    sim = Simulator(
+        SimulatorConfig(
+            agents=25, seed=5, timezone=zone, rate_limit=0, user_id=USER_ID, auth_token=TOKEN
+        )
+    )
+    server = serve_simulator(sim, host="127.0.0.1", port=0)
+    cache = tmp_path / "cache"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"""\
+poll_interval: 10m
+windows: [1h, 7d, today, yesterday]
+history_cache_dir: cache
+servers:
+  - name: sim
+    url: {server.url}
+    user_id: {USER_ID}
+    auth_token: {TOKEN}
+    timezone: {zone}
+"""
+    )
+    try:
+        pages = []
+        for run in ("first", "restarted"):
+            sim.reset_requests()
+            (tmp_path / run).mkdir()
+            proc, url = start_exporter(config, tmp_path / run)
+            try:
+                wait_for(lambda u=url: http_get(u + "/readyz")[0] == 200, 60, f"{run} ready")
+                status, page = http_get(url + "/metrics")
+                assert status == 200
+                pages.append(parse_page(page))
+                requests = sim.request_total("history")
+                print(f"{run} exporter: {requests} history requests")
+            finally:
+                assert proc.stop() == 0, proc.log()
+            log = proc.log()
+            assert USER_ID not in log and TOKEN not in log
+            if run == "first":
+                assert requests == 8
+                assert len(list((cache / "server-sim").glob("*.day"))) == 7
+            else:
+                assert requests == 1
+                assert "history cache" not in log  # nothing was ignored
+        first, restarted = (
+            {k: v for k, v in p.items() if ("window", "yesterday") in k[1]} for p in pages
+        )
+        assert first and restarted == first
+        for data in (cache / "server-sim").glob("*.day"):
+            assert USER_ID.encode() not in data.read_bytes()
+            assert TOKEN.encode() not in data.read_bytes()
+    finally:
+        server.stop()
+
+
+def test_a_cache_dir_that_cannot_be_written_exits_2_before_serving(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"""\
+history_cache_dir: file/cache
+servers:
+  - name: rc
+    url: {URL}
+    user_id: {USER_ID}
+    auth_token: {TOKEN}
+"""
+    )
+    port = free_port()
+    args = ["--config.file", str(config), "--web.listen-address", f"127.0.0.1:{port}"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporter", *args], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert "history_cache_dir: cannot create" in proc.stderr and "remove the key" in proc.stderr
+    assert "listening" not in proc.stderr
+    # check-config does not touch the directory: it may run on another machine.
+    check = subprocess.run(
+        [sys.executable, "-m", "exporter", "check-config", "--config.file", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert check.returncode == 0, check.stderr
