@@ -20,6 +20,7 @@ from exporter.daystore import DayStore, check_cache_dir
 from exporter.model import AgentDay, DayHistory, Interval, ParseStats
 from exporter.simulator import Simulator, SimulatorConfig
 from exporter.simulator import serve as serve_simulator
+from tests.benchmarks import daystore as daystore_benchmark
 from tests.support.faultrig import Rig, parse_page
 from tests.support.procs import free_port, http_get, start_exporter, wait_for
 
@@ -468,3 +469,12 @@ servers:
         timeout=60,
     )
     assert check.returncode == 0, check.stderr
+
+
+def test_the_benchmark_runs_and_its_figures_are_sane(capsys) -> None:
+    """tests/benchmarks/daystore.py at a small size, so that it cannot rot (no timing)."""
+    assert daystore_benchmark.main(["--agents", "30", "--repeat", "1"]) == 0
+    header, row = capsys.readouterr().out.splitlines()[1:3]
+    assert header.split()[-2:] == ["load/fetch", "load/parse"] and len(row.split()) == 10, row
+    agents, intervals, json_bytes, file_bytes = (int(v) for v in row.split()[:4])
+    assert 0 < agents <= 30 and intervals > agents and 0 < file_bytes < json_bytes
