@@ -67,6 +67,10 @@ _DIGEST = 32
 _PREFIX = len(MAGIC) + _DIGEST
 _TMP_PREFIX = ".tmp-"
 _STALE_TMP_SECONDS = 600.0  # a temporary file this old was left by a crash mid-write
+# Far above any real day (about 0.1 KB per agent and day, zlib'd), so that a stray huge file
+# in the directory cannot take the memory.
+MAX_FILE_BYTES = 128 << 20
+MAX_PAYLOAD_BYTES = 1 << 30
 _DAY_FILE = re.compile(r"(\d{4}-\d{2}-\d{2})\.day")
 _HINT = (
     "point history_cache_dir at a writable directory (in Kubernetes the emptyDir mounted at "
@@ -118,7 +122,7 @@ class DayStore:
         for day in days:
             try:
                 with open(self.path(day), "rb") as f:
-                    data = f.read()
+                    data = f.read(MAX_FILE_BYTES + 1)
             except FileNotFoundError:
                 continue
             except OSError as exc:
@@ -136,6 +140,8 @@ class DayStore:
 
     def decode(self, data: bytes, day: date) -> StoredDay:
         """The day in `data`, or Unusable: never half a day, never another server's."""
+        if len(data) > MAX_FILE_BYTES:
+            raise Unusable("corrupt", f"larger than {MAX_FILE_BYTES >> 20} MiB")
         if len(data) < _PREFIX + 4 or not data.startswith(MAGIC):
             if data[: len(MAGIC) - 1] == MAGIC[:-1] and len(data) >= len(MAGIC):
                 raise Unusable("foreign", f"format {data[len(MAGIC) - 1]}, not {FORMAT}")
@@ -148,14 +154,24 @@ class DayStore:
             header = json.loads(bytes(body[4 : 4 + size]))
             ident = {k: header.get(k) for k in self._ident}
             if ident != self._ident or header.get("day") != day.isoformat():
-                raise Unusable("foreign", _difference(ident | {"day": header.get("day")}, self))
+                raise Unusable("foreign", self._difference(ident, header.get("day"), day))
             with _no_gc():
-                history = _decode_payload(day, header, zlib.decompress(body[4 + size :]))
+                history = _decode_payload(day, header, body[4 + size :])
             return StoredDay(history, float(header["fetched_at"]))
         except Unusable:
             raise
         except Exception as exc:  # a digest-clean file we cannot read: a bug, never trusted
             raise Unusable("corrupt", f"cannot decode: {type(exc).__name__}") from None
+
+    def _difference(self, got: dict[str, object], got_day: object, day: date) -> str:
+        """Which part of the key differs; values shown for format and version only."""
+        for key in ("format", "exporter"):
+            if got[key] != self._ident[key]:
+                return f"written by {key} {got[key]!r}, this is {self._ident[key]!r}"
+        for key in ("url", "timezone"):
+            if got[key] != self._ident[key]:
+                return f"written for another {key}"
+        return f"holds {got_day!r}, not {day.isoformat()}"
 
     def _warn_ignored(self, ignored: Counter[str], detail: str) -> None:
         if self._warned_read:
@@ -182,9 +198,9 @@ class DayStore:
 
     def save(self, history: DayHistory, fetched_at: float) -> bool:
         """Write one final day atomically. A failure is logged once and otherwise harmless."""
-        data = self.encode(history, fetched_at)
         tmp = None
         try:
+            data = self.encode(history, fetched_at)
             os.makedirs(self.dir, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=SUFFIX, dir=self.dir)
             with os.fdopen(fd, "wb") as f:
@@ -193,16 +209,17 @@ class DayStore:
                 os.fsync(f.fileno())
             os.replace(tmp, self.path(history.day))
             return True
-        except OSError as exc:
+        except Exception as exc:  # disk full, read-only, a bug: the poll goes on regardless
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
             if not self._warned_write:
                 self._warned_write = True
+                why = exc.strerror if isinstance(exc, OSError) else None
                 log.warning(
                     "cannot write the history cache; going on without it (a restart fetches "
                     "these days again)",
-                    extra={"server": self.server, "dir": self.dir, "err": exc.strerror},
+                    extra={"server": self.server, "dir": self.dir, "err": why or repr(exc)},
                 )
             return False
 
@@ -225,18 +242,6 @@ class DayStore:
                     os.unlink(entry.path)
                     removed += 1
         return removed
-
-
-def _difference(got: dict[str, object], store: DayStore) -> str:
-    """Which part of the key differs; values shown only for format and version."""
-    want = store._ident
-    for key in ("format", "exporter"):
-        if got.get(key) != want[key]:
-            return f"written by {key} {got.get(key)!r}, this is {want[key]!r}"
-    for key in ("url", "timezone"):
-        if got.get(key) != want[key]:
-            return f"written for another {key}"
-    return "written for another day"
 
 
 # ---- the payload ---------------------------------------------------------------------------
@@ -271,8 +276,15 @@ def _or_nan(seconds: float | None) -> float:
     return math.nan if seconds is None else seconds
 
 
-def _decode_payload(day: date, header: dict, payload: bytes) -> DayHistory:
+def _decode_payload(day: date, header: dict, packed: memoryview) -> DayHistory:
     n, m, names_bytes = int(header["agents"]), int(header["intervals"]), int(header["names_bytes"])
+    size = 16 * n + names_bytes + 16 * m
+    if not 0 <= size <= MAX_PAYLOAD_BYTES or min(n, m, names_bytes) < 0:
+        raise ValueError("implausible sizes")
+    # Bounded: never more than the header announces (no decompression bomb).
+    payload = zlib.decompressobj().decompress(packed, size + 1)
+    if len(payload) != size:
+        raise ValueError("payload size does not match its header")
     view = memoryview(payload)
     pos = 0
 

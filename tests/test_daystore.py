@@ -169,6 +169,25 @@ def test_another_server_or_zone_is_foreign(tmp_path: Path, caplog, writer) -> No
     assert URL not in warning.getMessage() + warning.detail  # says what differs, not the value
 
 
+def test_an_oversized_file_is_not_read_whole(tmp_path: Path, caplog, monkeypatch) -> None:
+    store = store_at(tmp_path)
+    store.save(history(agents=50), FETCHED)
+    monkeypatch.setattr(daystore, "MAX_FILE_BYTES", 1000)
+    assert store.load([DAY]) == []
+    (warning,) = warnings_of(caplog)
+    assert warning.ignored == "corrupt 1" and "larger than" in warning.detail
+
+
+def test_a_bug_while_writing_is_logged_once_not_raised(tmp_path: Path, caplog) -> None:
+    store = store_at(tmp_path)
+    bad = Interval("start", "end")  # type: ignore[arg-type]  # not floats: cannot encode
+    broken = DayHistory(DAY, {"x": AgentDay("x", (bad,), None)}, total=1)
+    assert store.save(broken, FETCHED) is False
+    assert store.save(broken, FETCHED) is False
+    assert len(warnings_of(caplog)) == 1
+    assert not Path(store.dir).exists() or os.listdir(store.dir) == []
+
+
 def test_another_format_or_exporter_version_is_foreign(tmp_path, caplog, monkeypatch) -> None:
     store = store_at(tmp_path)
     monkeypatch.setattr(daystore, "__version__", "0.0.1")
