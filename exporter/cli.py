@@ -12,9 +12,8 @@ import threading
 import time
 from collections.abc import Sequence
 
-from exporter import __version__, logs
+from exporter import __version__, daystore, logs
 from exporter.config import Config, ConfigError, load_config
-from exporter.daystore import check_cache_dir
 from exporter.poller import ServerPoller, start_pollers
 from exporter.publisher import Publisher
 from exporter.web import WebServer, parse_listen_address
@@ -79,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config_file)
         if args.command != "check-config":  # it may run elsewhere than the exporter
-            check_cache_dir(config)
+            daystore.check_cache_dir(config)
     except ConfigError as exc:
         print(f"error: {args.config_file}: invalid configuration:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG

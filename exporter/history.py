@@ -17,13 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from exporter.config.model import Config, ServerConfig
+from exporter.daystore import DayStore
 from exporter.model import DayHistory
-
-if TYPE_CHECKING:
-    from exporter.daystore import DayStore
 
 # A day fetched this long after its local end is final. The margin covers the midnight job's
 # run time and modest clock skew between the exporter and Rocket.Chat.
@@ -60,6 +58,12 @@ class HistoryCache:
         self._store = store
         self._loaded = store is None
         self._store_range: date | None = None  # first wanted day when the store was pruned
+
+    @classmethod
+    def for_server(cls, server: ServerConfig, config: Config) -> HistoryCache:
+        """The cache a poller needs: as many days as the longest window, on disk if set."""
+        tz = ZoneInfo(server.timezone)
+        return cls(tz, config.history_days, DayStore.for_server(config, server))
 
     def wanted_range(self, now: float) -> list[date]:
         today = local_date(now, self.tz)

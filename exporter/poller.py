@@ -25,7 +25,6 @@ from exporter.client import (
     Stopped,
 )
 from exporter.config.model import Config, ServerConfig
-from exporter.daystore import DayStore
 from exporter.exposition import ServerHealth
 from exporter.history import HistoryCache, local_date
 from exporter.publisher import Publisher
@@ -55,7 +54,7 @@ class ServerPoller:
         self.stop = stop
         self.clock = clock
         self.tz = ZoneInfo(server.timezone)
-        self.cache = HistoryCache(self.tz, config.history_days, DayStore.for_server(config, server))
+        self.cache = HistoryCache.for_server(server, config)
         self.streaks: dict[str, Streak] = {}
         self.past = PastDays()  # what the snapshot takes from past days, kept between polls
         self._requests: Counter[tuple[str, str]] = Counter()
