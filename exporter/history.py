@@ -17,11 +17,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from exporter.config.model import Config, ServerConfig
-from exporter.daystore import DayStore
 from exporter.model import DayHistory
+
+if TYPE_CHECKING:
+    from exporter.config.model import Config, ServerConfig
+    from exporter.daystore import DayStore
 
 # A day fetched this long after its local end is final. The margin covers the midnight job's
 # run time and modest clock skew between the exporter and Rocket.Chat.
@@ -62,6 +65,10 @@ class HistoryCache:
     @classmethod
     def for_server(cls, server: ServerConfig, config: Config) -> HistoryCache:
         """The cache a poller needs: as many days as the longest window, on disk if set."""
+        # Here, not at the top: the math imports day_start/local_date from this module and
+        # needs no file I/O.
+        from exporter.daystore import DayStore
+
         tz = ZoneInfo(server.timezone)
         return cls(tz, config.history_days, DayStore.for_server(config, server))
 
