@@ -400,6 +400,7 @@ def noon_zone() -> str:
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # real processes: full suite only (docs/testing.md)
 def test_a_restarted_exporter_process_asks_rocketchat_only_for_today(tmp_path: Path) -> None:
     """Two exporter processes one after the other, with the same history_cache_dir, against
     the simulator (real clock, real HTTP): the second one asks for today only."""
@@ -459,6 +460,7 @@ servers:
         server.stop()
 
 
+@pytest.mark.slow  # real processes: full suite only (docs/testing.md)
 def test_a_cache_dir_that_cannot_be_written_exits_2_before_serving(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     config = tmp_path / "config.yaml"
@@ -490,6 +492,7 @@ servers:
     assert check.returncode == 0, check.stderr
 
 
+@pytest.mark.slow  # runs the benchmark: full suite only (docs/testing.md)
 def test_the_benchmark_runs_and_its_figures_are_sane(capsys) -> None:
     """tests/benchmarks/daystore.py at a small size, so that it cannot rot (no timing)."""
     assert daystore_benchmark.main(["--agents", "30", "--repeat", "1"]) == 0
