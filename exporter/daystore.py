@@ -136,6 +136,11 @@ class DayStore:
                 detail = str(exc)
         if ignored:
             self._warn_ignored(ignored, detail)
+        if found:
+            log.info(
+                "final days read from the history cache: not fetched again",
+                extra={"server": self.server, "dir": self.dir, "days": len(found)},
+            )
         return found
 
     def decode(self, data: bytes, day: date) -> StoredDay:
