@@ -23,15 +23,24 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from exporter.client import PAGE_SIZE, RocketChatClient, day_range
 from exporter.config.model import Secret, ServerConfig
 from exporter.daystore import DayStore
-from exporter.history_parser import assemble_day, parse_history_page
 from exporter.simulator import ManualClock, Simulator, SimulatorConfig, serve
+
+try:  # the Rocket.Chat client as a package (main since the h4 merge)
+    from exporter.rocketchat.client import RocketChatClient, day_range
+    from exporter.rocketchat.parse import assemble_day, parse_history_page
+except ImportError:  # the client as modules (branch h3, which this branch is based on)
+    from exporter.client import RocketChatClient, day_range  # type: ignore[no-redef]
+    from exporter.history_parser import (  # type: ignore[no-redef]
+        assemble_day,
+        parse_history_page,
+    )
 
 T0 = datetime(2026, 3, 4, 12, 0, tzinfo=UTC).timestamp()
 HISTORY = "/api/v1/livechat/analytics/agents/available-for-service-history"
 USER_ID, TOKEN = "bench-user", "bench-token"
+PAGE_SIZE = 100  # the raw pages for the parse-only baseline, as Rocket.Chat pages by default
 
 
 def median_ms(run, repeat: int) -> tuple[float, object]:
