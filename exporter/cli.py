@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from exporter import __version__, logs
+from exporter import __version__, daystore, logs
 from exporter.config import Config, ConfigError, load_config
 from exporter.poller import ServerPoller, start_pollers
 from exporter.publisher import Publisher
@@ -77,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo(args, guard)
     try:
         config = load_config(args.config_file)
+        if args.command != "check-config":  # it may run elsewhere than the exporter
+            daystore.check_cache_dir(config)
     except ConfigError as exc:
         print(f"error: {args.config_file}: invalid configuration:\n{exc}", file=sys.stderr)
         return EXIT_CONFIG

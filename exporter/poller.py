@@ -52,7 +52,7 @@ class ServerPoller:
         self.stop = stop
         self.clock = clock
         self.tz = ZoneInfo(server.timezone)
-        self.cache = HistoryCache(self.tz, config.history_days)
+        self.cache = HistoryCache.for_server(server, config)
         self.streaks: dict[str, Streak] = {}
         self.past = PastDays()  # what the snapshot takes from past days, kept between polls
         self._requests: Counter[tuple[str, str]] = Counter()

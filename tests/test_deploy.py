@@ -42,6 +42,7 @@ GENERATE = KUBE / "components" / "prometheus-operator" / "generate.py"
 NAME = "rocketchat-omnichannel-exporter"
 JOB = "rocketchat-omnichannel"
 PORT = 9875
+HISTORY_CACHE = "/var/cache/rocketchat-omnichannel-exporter"
 # Kubernetes versions the built-in objects must validate against: an old one still widely run,
 # and the newest the schema package knows.
 K8S_VERSIONS = ("1.30.0", "latest")
@@ -257,11 +258,12 @@ def test_deployment_is_locked_down(directory: Path):
     restricted_ok = {"configMap", "secret", "projected", "emptyDir", "downwardAPI", "csi"}
     for volume in pod["volumes"]:
         assert set(volume) - {"name"} <= restricted_ok, volume
-    # The only writable place is an emptyDir at /tmp.
+    # The only writable places are emptyDirs: /tmp and the history cache.
     volumes = {v["name"]: v for v in pod["volumes"]}
     writable = [m for m in c["volumeMounts"] if not m.get("readOnly")]
-    assert [m["mountPath"] for m in writable] == ["/tmp"]
-    assert "emptyDir" in volumes[writable[0]["name"]]
+    assert [m["mountPath"] for m in writable] == ["/tmp", HISTORY_CACHE]
+    for mount in writable:
+        assert "emptyDir" in volumes[mount["name"]], mount
 
     for kind in ("requests", "limits"):
         assert set(c["resources"][kind]) == {"cpu", "memory"}, kind
@@ -383,6 +385,10 @@ def test_config_and_every_file_it_names_are_mounted(example):
         assert path in files, f"{path} (named in config.yaml) is not mounted"
         assert files[path][0] == "secret", f"{path} comes from a {files[path][0]}, not a Secret"
         assert object_data(example, *files[path]).strip(), f"{path} is empty"
+    # The read-only root filesystem: the history cache must be a writable mounted volume.
+    assert config["history_cache_dir"] == HISTORY_CACHE
+    mounts = {m["mountPath"]: m for m in container(example)["volumeMounts"]}
+    assert not mounts[HISTORY_CACHE].get("readOnly")
 
 
 def materialize(objects: list[dict[str, Any]], root: Path) -> Path:
@@ -398,6 +404,8 @@ def materialize(objects: list[dict[str, Any]], root: Path) -> Path:
         for key, value in server.items():
             if key.endswith("_file") and value.startswith("/"):
                 server[key] = str(root / value.lstrip("/"))
+    if config.get("history_cache_dir", "").startswith("/"):  # an emptyDir in the pod
+        config["history_cache_dir"] = str(root / config["history_cache_dir"].lstrip("/"))
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
     return config_path
 
@@ -479,6 +487,9 @@ def test_exporter_started_as_deployed_becomes_ready_against_the_simulator(exampl
         assert re.search(up, body.decode(), re.M), body.decode()[:2000]
         logs = exporter.log()
         assert token not in logs and user_id not in logs
+        # The first poll kept the final past days in the history cache (the emptyDir).
+        cache = Path(config["history_cache_dir"], f"server-{server['name']}")
+        assert list(cache.glob("*.day")), f"no day in {cache}"
     finally:
         for proc in reversed(procs):
             proc.stop()

@@ -3,9 +3,10 @@
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from exporter.daystore import DayStore
 from exporter.history import FINAL_AFTER_SECONDS, HistoryCache
 from exporter.localtime import day_start, local_date
-from exporter.model import DayHistory
+from exporter.model import AgentDay, DayHistory, Interval
 
 UTC = ZoneInfo("UTC")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -77,3 +78,76 @@ def test_day_start_is_dst_correct():
     end = day_start(date(2026, 3, 30), BERLIN)
     assert end - start == 23 * 3600
     assert start == ts(2026, 3, 28, 23, 0)
+
+
+# ---- with a store on disk (history_cache_dir) --------------------------------------------
+
+
+def stored_cache(tmp_path, keep_days: int = 3, tz: ZoneInfo = UTC) -> HistoryCache:
+    return HistoryCache(tz, keep_days, DayStore(str(tmp_path), "rc", "https://rc", str(tz)))
+
+
+def filled(cache: HistoryCache, now: float) -> None:
+    for d in cache.days_to_fetch(now):
+        cache.store(agent_day(d), now)
+    cache.prune(now)
+
+
+def agent_day(d: date) -> DayHistory:
+    start = day_start(d, UTC)
+    a = AgentDay("alice", (Interval(start + 60, start + 3600.5),), 3540.0)
+    return DayHistory(day=d, agents={"alice": a}, total=1)
+
+
+def files(tmp_path) -> list[str]:
+    return sorted(p.name for p in (tmp_path / "server-rc").glob("*.day"))
+
+
+def test_only_final_days_are_written(tmp_path):
+    cache = stored_cache(tmp_path)
+    now = ts(2026, 11, 25, 10, 0)
+    filled(cache, now)
+    assert files(tmp_path) == ["2026-11-23.day", "2026-11-24.day"]  # not today
+    # Yesterday fetched inside the grace period after midnight is not final: not written.
+    cache = stored_cache(tmp_path / "b", keep_days=2)
+    filled(cache, ts(2026, 11, 26, 0, 1))
+    assert files(tmp_path / "b") == []
+    cache.store(agent_day(date(2026, 11, 25)), ts(2026, 11, 26, 0, 0) + FINAL_AFTER_SECONDS)
+    assert files(tmp_path / "b") == ["2026-11-25.day"]
+
+
+def test_a_restart_fetches_only_today(tmp_path):
+    now = ts(2026, 11, 25, 10, 0)
+    first = stored_cache(tmp_path, keep_days=8)
+    filled(first, now)
+    restarted = stored_cache(tmp_path, keep_days=8)
+    assert restarted.days_to_fetch(now + 60) == [date(2026, 11, 25)]
+    assert restarted.days(now + 60) == [d for d in first.days(now) if d.day < date(2026, 11, 25)]
+
+
+def test_a_restart_after_midnight_fetches_the_new_day_and_yesterday(tmp_path):
+    filled(stored_cache(tmp_path), ts(2026, 11, 25, 10, 0))
+    # Two days later: the 25th (never final) and the 26th are missing; the 24th is loaded.
+    restarted = stored_cache(tmp_path)
+    later = ts(2026, 11, 26, 9, 0)
+    assert restarted.days_to_fetch(later) == [date(2026, 11, 26), date(2026, 11, 25)]
+
+
+def test_prune_deletes_the_files_of_days_that_left_the_range(tmp_path):
+    cache = stored_cache(tmp_path)
+    filled(cache, ts(2026, 11, 25, 10, 0))
+    filled(cache, ts(2026, 11, 27, 10, 0))
+    assert files(tmp_path) == ["2026-11-25.day", "2026-11-26.day"]
+
+
+def test_a_file_that_claims_a_day_final_too_early_is_not_used(tmp_path):
+    store = DayStore(str(tmp_path), "rc", "https://rc", "UTC")
+    store.save(agent_day(date(2026, 11, 24)), ts(2026, 11, 24, 23, 0))  # before its end
+    cache = HistoryCache(UTC, 3, store)
+    assert date(2026, 11, 24) in cache.days_to_fetch(ts(2026, 11, 25, 10, 0))
+
+
+def test_without_a_store_nothing_changes(tmp_path):
+    cache = HistoryCache(UTC, keep_days=3)
+    filled(cache, ts(2026, 11, 25, 10, 0))
+    assert len(cache) == 3 and list(tmp_path.iterdir()) == []

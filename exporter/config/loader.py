@@ -43,6 +43,7 @@ TOP_KEYS = (
     "windows_include_open_sessions",
     "agents",
     "staffing",
+    "history_cache_dir",
     "servers",
 )
 AGENTS_KEYS = ("include", "exclude", "per_agent", "label", "label_key_file")
@@ -106,6 +107,7 @@ def _parse_top(ctx: Ctx, data: Any) -> Config | None:
     include_open = optional(ctx, top, "", "windows_include_open_sessions", scalars.boolean, True)
     agents = _agents(ctx, top.get("agents"))
     staffing = optional(ctx, top, "", "staffing", staffing_spec, None)
+    cache_dir = optional(ctx, top, "", "history_cache_dir", scalars.directory, None)
     servers = parse_servers(ctx, top.get("servers"), staffing)
     if ctx.errors:
         return None
@@ -116,6 +118,7 @@ def _parse_top(ctx: Ctx, data: Any) -> Config | None:
         windows=windows,
         agents=agents,
         windows_include_open_sessions=include_open,
+        history_cache_dir=cache_dir,
     )
 
 

@@ -129,6 +129,8 @@ class Config:
         default_factory=lambda: AgentFilter(include=re.compile(".*", re.DOTALL), exclude=None)
     )
     windows_include_open_sessions: bool = True
+    # Final past days are kept here across restarts (exporter/daystore.py); None = off.
+    history_cache_dir: str | None = None
 
     @property
     def history_days(self) -> int:

@@ -130,6 +130,21 @@ def file_path(ctx: Ctx, path: str, value: Any) -> Any:
     return os.path.abspath(os.path.join(ctx.base_dir, os.path.expanduser(text)))
 
 
+def directory(ctx: Ctx, path: str, value: Any) -> Any:
+    """A directory path, or None for "" (off: so that `${VAR}` can switch it off). Relative
+    paths are taken from the config file's directory. Whether it can be created and written is
+    checked when the exporter starts (exporter/daystore.py), not here: check-config may run on
+    another machine than the exporter."""
+    text = string(ctx, path, value, "a directory path")
+    if text is BAD:
+        return BAD
+    if not text:
+        return None
+    if "\0" in text:
+        return ctx.add(path, "contains a NUL character (give a directory path, or remove the key)")
+    return os.path.abspath(os.path.join(ctx.base_dir, os.path.expanduser(text)))
+
+
 def readable_file(ctx: Ctx, path: str, value: Any) -> Any:
     file = file_path(ctx, path, value)
     if file is BAD:
