@@ -72,6 +72,12 @@ class HistoryCache:
     def store(self, history: DayHistory, fetched_at: float) -> None:
         final = self._final_at(history.day, fetched_at)
         was_final = self._is_final(history.day)
+        cached = self._days.get(history.day)
+        if cached is not None and cached.history is not history and cached.history == history:
+            # The same content fetched again (yesterday after midnight, until it is final):
+            # keep the object already cached, so what is built from it (the snapshot's past
+            # part) is not rebuilt for nothing.
+            history = cached.history
         self._days[history.day] = CachedDay(history, fetched_at, final)
         if final and not was_final and self._store is not None:
             self._store.save(history, fetched_at)

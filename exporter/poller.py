@@ -416,9 +416,22 @@ def _exempt_long_lived() -> None:
     gc.freeze()
 
 
+# The cyclic collector's thresholds for a polling process (CPython's are 700, 10, 10). A poll
+# allocates millions of short-lived, acyclic objects (parsed intervals, figures, lines) that
+# reference counting frees; with the default gen-0 threshold they trigger thousands of young
+# collections and several full ones per poll, whose cost grows with everything alive.
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Fewer, larger collections: the same garbage is collected, far less often scanned."""
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def start_pollers(
     config: Config, publisher: Publisher, stop: threading.Event, **kwargs
 ) -> list[threading.Thread]:
+    tune_gc()
     threads = []
     for server in config.servers:
         poller = ServerPoller(server, config, publisher, stop=stop, **kwargs)

@@ -151,3 +151,20 @@ def test_without_a_store_nothing_changes(tmp_path):
     cache = HistoryCache(UTC, keep_days=3)
     filled(cache, ts(2026, 11, 25, 10, 0))
     assert len(cache) == 3 and list(tmp_path.iterdir()) == []
+
+
+def test_a_refetched_day_with_the_same_content_keeps_its_object():
+    """After midnight yesterday is refetched until final; an unchanged answer must not look
+    like a new day (the snapshot's past part is keyed by the days' identities)."""
+    cache = HistoryCache(UTC, 3)
+    day = date(2026, 3, 4)
+    first = DayHistory(day, {"a": AgentDay("a", (Interval(1.0, 2.0),), 1.0)}, total=1)
+    end = day_start(date(2026, 3, 5), UTC)
+    cache.store(first, end + 10)
+    same = DayHistory(day, {"a": AgentDay("a", (Interval(1.0, 2.0),), 1.0)}, total=1)
+    cache.store(same, end + 70)
+    assert cache.days(end + 70) == [first] and cache.days(end + 70)[0] is first
+    changed = DayHistory(day, {"a": AgentDay("a", (Interval(1.0, 3.0),), 2.0)}, total=1)
+    cache.store(changed, end + 130)
+    assert cache.days(end + 130)[0] is changed
+    assert day not in cache.days_to_fetch(end + 130)  # final now
