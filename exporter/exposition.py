@@ -60,6 +60,10 @@ class ServerView:
 
 Sample = tuple[str, float]  # (rendered label set including braces, value)
 Lines = Callable[[str, ServerView], list[str]]  # (metric name, one server) -> sample lines
+# One agent's rendered lines of one family, by agent, with the values they were rendered from.
+Memo = dict[str, tuple[tuple, str]]
+# (metric name, one server, the previous render's memo, the memo to fill) -> text chunks
+MemoLines = Callable[[str, ServerView, Memo, Memo], list[str]]
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,10 @@ class Family:
     name: str
     kind: str  # gauge | counter
     help: str
-    lines: Lines = field(repr=False)
+    lines: Lines | None = field(default=None, repr=False)
+    # Per-agent families too large to re-render every poll keep each agent's text between
+    # renders and reuse it while its values are the same (most agents, most polls).
+    memo_lines: MemoLines | None = field(default=None, repr=False)
 
 
 @lru_cache(maxsize=1 << 16)
@@ -117,25 +124,29 @@ def _samples(extract: Callable[[ServerView], Iterable[Sample]]) -> Lines:
     return lines
 
 
-def _agent_window_lines(attr: str) -> Lines:
-    """Per agent and window: three quarters of a large page, so built straight to lines, with
-    each agent's label prefix made once."""
+def _agent_window_lines(attr: str) -> MemoLines:
+    """Per agent and window: three quarters of a large page. Each agent's lines are one chunk,
+    reused from the previous render when the agent's windows and values are the same: only
+    the agents whose figures moved are formatted again."""
     value = attrgetter(attr)
 
-    def lines(name: str, view: ServerView) -> list[str]:
+    def lines(name: str, view: ServerView, old: Memo, new: Memo) -> list[str]:
         snap = view.snapshot
         if snap is None:
             return []
         server = escape_label(snap.server)
-        heads = (
-            (f'{name}{{server="{server}",agent="{escape_label(row.agent)}",window="', row.windows)
-            for row in snap.agents
-        )
-        return [
-            f'{head}{escape_label(window)}"}} {fmt(value(stats))}\n'
-            for head, windows in heads
-            for window, stats in windows
-        ]
+        out = []
+        for row in snap.agents:
+            key = tuple([(window, value(stats)) for window, stats in row.windows])
+            kept = old.get(row.agent)
+            if kept is not None and kept[0] == key:
+                text = kept[1]
+            else:
+                head = f'{name}{{server="{server}",agent="{escape_label(row.agent)}",window="'
+                text = "".join(f'{head}{escape_label(window)}"}} {fmt(v)}\n' for window, v in key)
+            new[row.agent] = (key, text)
+            out.append(text)
+        return out
 
     return lines
 
@@ -237,19 +248,19 @@ FAMILIES: tuple[Family, ...] = (
         "gauge",
         "Seconds the agent was available for service within the window (closed sessions, plus"
         " the observed open session unless disabled).",
-        _agent_window_lines("seconds"),
+        memo_lines=_agent_window_lines("seconds"),
     ),
     Family(
         "agent_available_ratio",
         "gauge",
         "Available seconds divided by the window's elapsed length (0..1).",
-        _agent_window_lines("ratio"),
+        memo_lines=_agent_window_lines("ratio"),
     ),
     Family(
         "agent_service_intervals",
         "gauge",
         "Merged availability intervals overlapping the window (an open session counts as one).",
-        _agent_window_lines("intervals"),
+        memo_lines=_agent_window_lines("intervals"),
     ),
     Family(
         "agent_reported_available_seconds",
@@ -425,22 +436,34 @@ class ServerPage:
     also kept deflated, so the gzip page is a join too (see `join`).
     """
 
-    __slots__ = ("chunks", "deflated")
+    __slots__ = ("chunks", "deflated", "memos")
 
-    def __init__(self, chunks: tuple[bytes, ...]):
+    def __init__(self, chunks: tuple[bytes, ...], memos: dict[int, Memo] | None = None):
         self.chunks = chunks  # aligned with FAMILIES; b"" where the server has no sample
         self.deflated = tuple(_deflate(c) if c else b"" for c in chunks)
+        self.memos = memos or {}  # per family index: what the next render may reuse
 
 
-def render_server(view: ServerView) -> ServerPage:
-    """This server's sample lines, family by family, as UTF-8."""
+def render_server(view: ServerView, previous: ServerPage | None = None) -> ServerPage:
+    """This server's sample lines, family by family, as UTF-8.
+
+    `previous` (this server's last page) lends the per-agent text that did not change; the
+    result is the same bytes as a render without it.
+    """
     chunks = []
-    for family in FAMILIES:
-        lines = family.lines(PREFIX + family.name, view)
+    memos: dict[int, Memo] = {}
+    for i, family in enumerate(FAMILIES):
+        if family.memo_lines is not None:
+            memos[i] = {}
+            old = previous.memos.get(i, {}) if previous is not None else {}
+            lines = family.memo_lines(PREFIX + family.name, view, old, memos[i])
+        else:
+            assert family.lines is not None
+            lines = family.lines(PREFIX + family.name, view)
         # Text from Rocket.Chat is cleaned where it is parsed (exporter.text); "replace" is
         # only a last line of defence, so that no string can ever make a render fail.
         chunks.append("".join(lines).encode("utf-8", "replace"))
-    return ServerPage(tuple(chunks))
+    return ServerPage(tuple(chunks), memos)
 
 
 def _header(family: Family) -> bytes:

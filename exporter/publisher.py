@@ -160,7 +160,10 @@ class Publisher:
                 with self._lock:
                     view = self._view_locked(name, now, health, snapshot)
                 key = (view.health, None if view.snapshot is None else id(view.snapshot))
-                page = render_server(view)  # the expensive part; the publisher's lock not held
+                previous = self._parts.get(name)
+                # The expensive part, the publisher's lock not held; the previous part lends
+                # what did not change.
+                page = render_server(view, previous.page if previous is not None else None)
                 with self._lock:
                     if health is not None:
                         self._health[name] = health

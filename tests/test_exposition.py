@@ -123,7 +123,9 @@ def test_page_is_rendered_once_per_update_and_gzipped(monkeypatch):
 
     calls = []
     real = publisher.render_server
-    monkeypatch.setattr(publisher, "render_server", lambda view: calls.append(1) or real(view))
+    monkeypatch.setattr(
+        publisher, "render_server", lambda view, *a: calls.append(1) or real(view, *a)
+    )
     pub = Publisher(["main"], max_staleness=300)
     pub.update(health(), snapshot(), now=1000.0)
     for _ in range(5):
@@ -157,7 +159,9 @@ def test_one_servers_update_renders_only_that_server(monkeypatch):
     rendered = []
     real = publisher.render_server
     monkeypatch.setattr(
-        publisher, "render_server", lambda view: rendered.append(view.health.server) or real(view)
+        publisher,
+        "render_server",
+        lambda view, *a: rendered.append(view.health.server) or real(view, *a),
     )
     pub.update(health("a"), snapshot("a", taken_at=1060.0), now=1060.0)
     page = pub.page(1060.0)
@@ -189,10 +193,10 @@ def test_a_snapshot_that_cannot_render_is_not_kept(monkeypatch):
     good = pub.page(1000.0)
     real = publisher.render_server
 
-    def broken(view):
+    def broken(view, *a):
         if view.snapshot is not None and view.snapshot.taken_at == 1060.0:
             raise RuntimeError("render bug")
-        return real(view)
+        return real(view, *a)
 
     monkeypatch.setattr(publisher, "render_server", broken)
     try:
@@ -241,3 +245,22 @@ def test_a_first_poll_that_froze_shows_up_zero():
     assert b"rocketchat_omnichannel_up{" not in pub.page(1050.0)  # a long fill: no verdict yet
     assert b'rocketchat_omnichannel_up{server="a"} 0' in pub.page(1200.0)
     assert pub.waiting_for(1050.0) == ["a: first poll running"]
+
+
+def test_a_render_reusing_the_previous_page_is_byte_identical():
+    """Per-agent text is reused from the previous render where the values did not change;
+    changed, added and removed agents and windows must come out exactly as from scratch."""
+    from dataclasses import replace
+
+    from exporter.exposition import render_server
+
+    first = ServerView(health(), snapshot())
+    page1 = render_server(first)
+    row = first.snapshot.agents[0]
+    moved = replace(row, windows=(("1h", AgentWindow(1860.0, 0.5166666666666667, 2)),))
+    added = replace(row, agent="bob", windows=(("today", AgentWindow(60.0, 0.01, 1)),))
+    for agents in [(row,), (moved,), (moved, added), (added,), ()]:
+        view = ServerView(health(), replace(first.snapshot, agents=agents))
+        reused = render_server(view, page1)
+        assert reused.chunks == render_server(view).chunks
+        page1 = reused

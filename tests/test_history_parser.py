@@ -318,3 +318,70 @@ def test_history_shapes_never_crash(agents: list[object], total: object) -> None
         assert all(
             a.end < b.start for a, b in zip(agent.intervals, agent.intervals[1:], strict=False)
         )
+
+
+# ---- reusing the previous answer's agents (the steady poll's today) ---------------------------
+
+_ENTRIES = [
+    {"startedAt": "2024-03-05T08:00:00.000Z", "stoppedAt": "2024-03-05T09:00:00.000Z"},
+    {"startedAt": "2024-03-05T08:30:00.000Z", "stoppedAt": "2024-03-05T10:00:00.000Z"},
+    {"startedAt": "2024-03-05T11:00:00.000Z", "stoppedAt": "2024-03-05T11:00:00.000Z"},
+    {"startedAt": {"$date": 1709630000000}, "stoppedAt": {"$date": 1709631000000}},
+    {"startedAt": {"$date": True}, "stoppedAt": {"$date": 1709631000000}},
+    {"startedAt": {"$date": 1}, "stoppedAt": {"$date": 1709631000000}},
+    {"startedAt": None, "stoppedAt": "2024-03-05T09:00:00.000Z"},
+    "not an entry",
+]
+_ITEMS = st.fixed_dictionaries(
+    {"username": st.sampled_from(["a", "b", "c", "d\ud800", "", 7])},
+    optional={
+        "serviceHistory": st.one_of(
+            st.none(), st.lists(st.sampled_from(_ENTRIES), max_size=4), st.just("x")
+        ),
+        "availableTimeInSeconds": st.sampled_from([0, 1, 1.0, True, 3600, -5, None, "60"]),
+    },
+)
+_BODIES = st.fixed_dictionaries(
+    {"agents": st.lists(_ITEMS, max_size=6), "success": st.just(True)},
+    optional={"total": st.sampled_from([0, 3, 10, None, True])},
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_BODIES, _BODIES)
+def test_reusing_the_previous_answer_gives_exactly_a_fresh_parse(previous, current):
+    from exporter.rocketchat.parse import assemble_day, parse_day_reusing, parse_history_page
+
+    day = date(2024, 3, 5)
+    _, memo = parse_day_reusing(day, previous, None)
+    reused, kept = parse_day_reusing(day, current, memo)
+    fresh = assemble_day(day, [parse_history_page(current)])
+    assert reused == fresh
+    assert {n: a.intervals for n, a in reused.agents.items()} == {
+        n: a.intervals for n, a in fresh.agents.items()
+    }
+    assert set(kept) <= set(reused.agents)
+
+
+def test_an_unchanged_agent_keeps_its_object_and_a_changed_one_does_not():
+    from exporter.rocketchat.parse import parse_day_reusing
+
+    day = date(2024, 3, 5)
+    first = {
+        "agents": [
+            {"username": "a", "serviceHistory": [_ENTRIES[0]]},
+            {"username": "b", "serviceHistory": [_ENTRIES[0]]},
+        ],
+        "total": 2,
+    }
+    second = {
+        "agents": [
+            {"username": "a", "serviceHistory": [_ENTRIES[0]]},
+            {"username": "b", "serviceHistory": [_ENTRIES[0], _ENTRIES[2]]},
+        ],
+        "total": 2,
+    }
+    one, memo = parse_day_reusing(day, first, None)
+    two, _ = parse_day_reusing(day, second, memo)
+    assert two.agents["a"] is one.agents["a"]
+    assert two.agents["b"] is not one.agents["b"] and len(two.agents["b"].intervals) == 2

@@ -143,10 +143,10 @@ def test_a_render_bug_is_counted_and_the_old_page_kept(poller, monkeypatch, capl
     good = pub.page(clock[0]).decode()
     real = publisher.render_server
 
-    def broken(view):
+    def broken(view, *a):
         if view.snapshot is not None and view.snapshot.taken_at == clock[0]:
             raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
-        return real(view)
+        return real(view, *a)
 
     monkeypatch.setattr(publisher, "render_server", broken)
     clock[0] += 60

@@ -10,6 +10,7 @@ now" falls back from the per-agent route to the agents-status chart when forbidd
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
@@ -27,10 +28,13 @@ from exporter.rocketchat.errors import ROUTES, RocketChatError, Stopped
 from exporter.rocketchat.paging import Pager
 from exporter.rocketchat.parse import (
     BadBody,
+    Kept,
     assemble_day,
+    history_counts,
     live_counts,
     parse_agents_page,
     parse_agents_status,
+    parse_day_reusing,
     parse_history_page,
     unique_agents,
 )
@@ -113,6 +117,8 @@ class RocketChatClient:
         self._pages: dict[str, int] = {}
         self._truncated: dict[str, int] = {}
         self._truncated_days: dict[str, dict[date, int]] = {}
+        # The newest day's agents as last parsed: today's next answer reuses the unchanged.
+        self._memo: tuple[date, dict[str, Kept]] | None = None
 
     # ---- public API ---------------------------------------------------------------------------
 
@@ -120,14 +126,13 @@ class RocketChatClient:
         """Every agent's history of one server-local day (in one request where allowed)."""
         start, end = day_range(day, self._tz)
         params = {"start": start, "end": end, "fullReport": "true"}
+        parse = self._parser("history", history_counts)
         try:
-            fetched = self._pager.fetch(
-                "history", params, self._parser("history", parse_history_page)
-            )
+            fetched = self._pager.fetch("history", params, parse)
+            history = self._parser("history", functools.partial(self._assemble, day))(fetched.pages)
         except RocketChatError as exc:
             self._failed("history", exc)
             raise
-        history = assemble_day(day, fetched.pages)
         self._succeeded("history")
         if self._latest_day is None or day >= self._latest_day:
             self._latest_day = day
@@ -236,6 +241,17 @@ class RocketChatClient:
         return self._live_fallback
 
     # ---- helpers ------------------------------------------------------------------------------
+
+    def _assemble(self, day: date, pages: list) -> DayHistory:
+        """The day from its answers; a one-answer day reuses the agents unchanged since the
+        previous answer for it (the steady poll's today)."""
+        if len(pages) != 1:
+            return assemble_day(day, [parse_history_page(p.body) for p in pages])
+        memo = self._memo[1] if self._memo is not None and self._memo[0] == day else None
+        history, kept = parse_day_reusing(day, pages[0].body, memo)
+        if self._memo is None or day >= self._memo[0]:
+            self._memo = (day, kept)
+        return history
 
     def _get_list(self, endpoint: str, query: dict[str, Any], bulk: bool) -> object:
         timeout = self.server.timeout * (BULK_TIMEOUT_FACTOR if bulk else 1)
