@@ -22,12 +22,13 @@ from exporter.config.model import Config, ServerConfig
 from exporter.exposition import ServerHealth
 from exporter.history import HistoryCache, local_date
 from exporter.model import LiveStatus
+from exporter.pastdays import PastDays
 from exporter.publisher import Publisher
 from exporter.rocketchat import REASONS, Client, RocketChatError, Stopped
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.transport import SKEW_WARN_SECONDS
 from exporter.sessions import Streak, update_streaks
-from exporter.snapshot import PastDays, ServerSnapshot, SnapshotInputs, build_snapshot
+from exporter.snapshot import ServerSnapshot, SnapshotInputs, build_snapshot
 from exporter.zonecheck import format_offset, zone_mismatch
 
 log = logging.getLogger("exporter.poller")

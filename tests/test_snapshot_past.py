@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from exporter.config.model import AgentFilter, Staffing, StaffingRule, Window
 from exporter.localtime import day_start
 from exporter.model import AgentDay, AgentLive, DayHistory, Interval, LiveStatus
+from exporter.pastdays import PastDays
 from exporter.sessions import Streak
-from exporter.snapshot import PastDays, SnapshotInputs, build_snapshot
+from exporter.snapshot import SnapshotInputs, build_snapshot
 
 ZONES = [ZoneInfo(z) for z in ("UTC", "Europe/Berlin", "Asia/Kolkata", "America/Santiago")]
 WINDOWS = (

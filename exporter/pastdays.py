@@ -1,0 +1,224 @@
+"""The past days' share of a snapshot, kept from one poll to the next (mutable, per server).
+
+The only state the snapshot stage keeps between polls; the poller owns one per server.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from operator import attrgetter
+from typing import TYPE_CHECKING
+
+from exporter.availability import (
+    AgentWindow,
+    Concurrency,
+    Tally,
+    TeamWindow,
+    agent_result,
+    bridge_midnight_splits,
+    clip,
+    empty_span,
+    overlaps,
+    team_window,
+)
+from exporter.localtime import day_start, local_date
+from exporter.model import DayHistory, Interval
+from exporter.parts import Parts, closed_intervals, open_sessions, requirement_between
+from exporter.sessions import with_open_sessions
+
+_START = attrgetter("start")
+_END = attrgetter("end")
+
+
+if TYPE_CHECKING:
+    from exporter.snapshot import SnapshotInputs
+
+
+# Past and recent meet this long before today's midnight: late enough that the recent part
+# stays small, early enough that the midnight split (23:59:59 -> 00:00:00, or one hour more
+# where DST changes at midnight) always falls in the recent part, where it is bridged.
+SPLIT_BEFORE_MIDNIGHT = 7200.0
+
+
+class PastDays:
+    """What the snapshot takes from the past days, kept from one poll to the next.
+
+    Only today changes between polls: a past day's history is the same object for as long as
+    the cache keeps it. So each agent's intervals over the past days and the team's
+    concurrency up to shortly before today's midnight (`split`) are built once, and again
+    only when the past days' objects change (at midnight, and when yesterday is fetched a
+    last time, final). Each poll then builds just the recent part, [split, now], and joins
+    the two: per agent by concatenation, for the team by `Span` addition (concurrency up to
+    `split` is the past part's, from `split` on the recent part's).
+
+    The figures are `whole_parts`'s (per-agent seconds are summed in another order, so in
+    principle they can differ in the last bit); `parts` returns None (use that instead)
+    where the split does not apply: no past day, a window that starts before the
+    past days or ends before `split`, or a recent interval starting before `split`.
+
+    One per server (the poller owns it); not thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._block: _PastBlock | None = None
+        self.builds = 0  # how many times the past part was (re)built
+        self.intervals = 0  # intervals in the current past part
+
+    def parts(
+        self, inp: SnapshotInputs, bounds: Sequence[tuple[float, float]], now: float
+    ) -> Parts | None:
+        today = local_date(now, inp.tz)
+        past = [d for d in inp.days if d.day < today]
+        if not past:
+            return None
+        split = day_start(today, inp.tz) - SPLIT_BEFORE_MIDNIGHT
+        block = self._past_block(inp, past, split)
+        if any(end > start and (start < block.start or end < split) for start, end in bounds):
+            return None
+        return block.parts_with(inp, [d for d in inp.days if d.day >= today], bounds, now)
+
+    def _past_block(
+        self, inp: SnapshotInputs, past: Sequence[DayHistory], split: float
+    ) -> _PastBlock:
+        key = (tuple(map(id, past)), split, inp.tz, inp.agent_filter, inp.staffing)
+        if self._block is None or key != self._key:
+            self._block = None  # let the old block go first: one in memory at a time
+            self._block = _PastBlock(inp, past, split)
+            self._key = key
+            self.builds += 1
+            self.intervals = sum(len(h.intervals) for h in self._block.heads.values())
+        return self._block
+
+
+class _PastBlock:
+    """The past days' part, built once (see PastDays)."""
+
+    def __init__(self, inp: SnapshotInputs, days: Sequence[DayHistory], split: float):
+        self.days = tuple(days)  # keeps the objects alive, so their ids in the key stay theirs
+        self.split = split
+        closed = closed_intervals(days, inp.agent_filter.wants)
+        # heads end at or before `split`; tails (mostly none) end after it and join the recent
+        # part, where the open session and tonight's midnight split may need them.
+        self.heads: dict[str, Tally] = {}
+        self.tails: dict[str, tuple[Interval, ...]] = {}
+        for name, ivs in closed.items():
+            k = bisect_right(ivs, split, key=_END)
+            self.heads[name] = Tally(ivs[:k])
+            if k < len(ivs):
+                self.tails[name] = tuple(ivs[k:])
+        self.last_closed = {name: ivs[-1].end for name, ivs in closed.items() if ivs}
+        bridged = {name: bridge_midnight_splits(ivs, inp.tz) for name, ivs in closed.items()}
+        del closed
+        starts = [ivs[0].start for ivs in bridged.values() if ivs]
+        self.start = min([day_start(days[0].day, inp.tz), *starts])
+        self.team = Concurrency(
+            bridged.values(),
+            self.start,
+            split,
+            requirement_between(inp, self.start, split),
+            reused=True,
+        )
+        # reach: the latest instant before `split` the agent was available (positive-length
+        # intervals only): the agent is active in [t, split) exactly when reach > t.
+        self.reach = {name: _reach(ivs, split) for name, ivs in bridged.items()}
+        self._reaches = sorted(self.reach.values())
+
+    def active_before_split(self, t: float) -> int:
+        """Agents with time in [t, split)."""
+        return len(self._reaches) - bisect_right(self._reaches, t)
+
+    def parts_with(
+        self,
+        inp: SnapshotInputs,
+        recent_days: Sequence[DayHistory],
+        bounds: Sequence[tuple[float, float]],
+        now: float,
+    ) -> Parts | None:
+        split = self.split
+        recent_closed = closed_intervals(recent_days, inp.agent_filter.wants)
+        if any(ivs and ivs[0].start < split for ivs in recent_closed.values()):
+            return None
+        last_closed = dict(self.last_closed)
+        last_closed.update((name, ivs[-1].end) for name, ivs in recent_closed.items() if ivs)
+        opened = open_sessions(inp, last_closed, now)
+        names = self.heads.keys() | recent_closed.keys() | opened.keys()
+        merged: dict[str, tuple[Interval, ...]] = {}  # after the heads: tail, today, open
+        recent: dict[str, tuple[Interval, ...]] = {}  # the same, bridged, for the team
+        no_intervals: tuple[Interval, ...] = ()
+        for name in names:
+            tail = self.tails.get(name, no_intervals)
+            closed = recent_closed.get(name)
+            ivs = with_open_sessions(tail + tuple(closed) if closed else tail, opened.get(name))
+            if ivs:
+                merged[name] = ivs
+                recent[name] = bridge_midnight_splits(ivs, inp.tz)
+        team = self._team(inp, recent, bounds)
+        heads = self.heads
+
+        def windows(name: str) -> list[AgentWindow | None]:
+            """Past part from the head's running totals, the rest clipped as usual."""
+            ivs = merged.get(name, no_intervals)
+            head = heads.get(name)
+            head_end = head.intervals[-1].end if head is not None and head.intervals else -math.inf
+            out: list[AgentWindow | None] = []
+            for start, end in bounds:
+                if end <= start:
+                    out.append(None)
+                    continue
+                seconds, count = clip(ivs, start, end) if ivs else (0.0, 0)
+                if start < head_end:
+                    more, n = head.clip(start, end)  # type: ignore[union-attr]
+                    seconds, count = more + seconds, n + count
+                out.append(agent_result(seconds, count, end - start))
+            return out
+
+        return Parts(names, last_closed, opened, windows, team)
+
+    def _team(
+        self,
+        inp: SnapshotInputs,
+        recent: dict[str, tuple[Interval, ...]],
+        bounds: Sequence[tuple[float, float]],
+    ) -> list[TeamWindow]:
+        split = self.split
+        end = max([split, *(b for _, b in bounds)])
+        timeline = Concurrency(recent.values(), split, end, requirement_between(inp, split, end))
+        schedule = inp.staffing is not None
+        out = []
+        for start, stop in bounds:
+            span = None
+            if not empty_span(start, stop):  # the same test as Concurrency.span
+                if start < split:
+                    span = self.team.span(start, split)
+                later = timeline.span(max(start, split), stop)
+                if later is not None:
+                    span = later if span is None else span + later
+            out.append(team_window(self._active(recent, start, stop), span, schedule))
+        return out
+
+    def _active(self, recent: dict[str, tuple[Interval, ...]], start: float, stop: float) -> int:
+        """Agents with time in [start, stop]: active before `split`, or else after it."""
+        if stop <= start:
+            return 0
+        split, reach = self.split, self.reach
+        before = self.active_before_split(start) if start < split else 0
+        lo = max(start, split)
+        after = sum(
+            1
+            for name, ivs in recent.items()
+            if not (start < split and reach.get(name, -math.inf) > start)
+            and overlaps(ivs, lo, stop)
+        )
+        return before + after
+
+
+def _reach(intervals: Sequence[Interval], split: float) -> float:
+    """The latest instant before `split` covered by a positive-length interval (or -inf)."""
+    for k in range(bisect_left(intervals, split, key=_START) - 1, -1, -1):
+        iv = intervals[k]
+        if iv.end > iv.start:
+            return min(iv.end, split)
+    return -math.inf
