@@ -16,14 +16,11 @@ Every wait goes through `sleep`/`stop`, so tests run on a fake clock and shutdow
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-import re
 import ssl
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -32,6 +29,7 @@ import httpx
 
 from exporter import __version__
 from exporter.config.model import ServerConfig
+from exporter.rocketchat.body import Unreadable, clip, decode_json, error_text, read_bounded
 from exporter.rocketchat.errors import (
     PERMISSION_FIX,
     ROUTES,
@@ -40,7 +38,6 @@ from exporter.rocketchat.errors import (
     describe,
 )
 from exporter.rocketchat.ratelimit import RateLimiter, retry_after_429
-from exporter.text import clean
 
 log = logging.getLogger("exporter.client")
 
@@ -58,9 +55,6 @@ SKEW_CLEAR_SECONDS = 30.0
 MAX_SKEW_SECONDS = 86400.0  # beyond this a Date header is not believed at all
 PAGINATION_REJECTED = "must NOT have additional properties"
 
-_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-_SPACES = re.compile(r"\s+")
-
 
 class _Retry(Exception):
     """One attempt failed in a way worth another attempt."""
@@ -68,84 +62,6 @@ class _Retry(Exception):
     def __init__(self, error: RocketChatError, wait: float | None = None):
         self.error = error
         self.wait = wait  # set for 429: how long Rocket.Chat asks us to wait
-
-
-class _Unreadable(Exception):
-    """The answer's body could not be read within its bounds; the text says why."""
-
-
-def _clip(text: str, limit: int = 200) -> str:
-    text = _SPACES.sub(" ", clean(text)).strip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def error_text(body: bytes) -> str:
-    """Rocket.Chat's own error text (`error`, else `message`), or an HTML title, or the start."""
-    text = body.decode("utf-8", "replace")
-    try:
-        parsed = json.loads(text)
-    except (ValueError, RecursionError):
-        parsed = None
-    if isinstance(parsed, dict):
-        for key in ("error", "message", "reason"):
-            value = parsed.get(key)
-            if isinstance(value, str) and value.strip():
-                return _clip(value)
-    title = _TITLE.search(text)
-    if title:
-        return _clip(title.group(1)) or "HTML page"
-    return _clip(text) or "empty body"
-
-
-def decode_json(body: bytes) -> object:
-    """The answer's JSON (its own function so the benchmark can time decoding apart)."""
-    return json.loads(body)
-
-
-def _decoder(encoding: str):
-    """A streaming decoder for Content-Encoding, or None for identity."""
-    encoding = encoding.strip().lower()
-    if encoding in ("", "identity"):
-        return None
-    if encoding in ("gzip", "x-gzip"):
-        return zlib.decompressobj(16 + zlib.MAX_WBITS)
-    if encoding == "deflate":
-        return zlib.decompressobj(zlib.MAX_WBITS)
-    raise _Unreadable(f"unsupported Content-Encoding {_clip(encoding, 40)!r}")
-
-
-def read_bounded(response: httpx.Response, limit: int, deadline: float) -> bytes:
-    """The decoded body, or _Unreadable once it passes `limit` bytes or `deadline`.
-
-    Decompression is asked for at most `limit + 1` bytes at a time, so a small compressed body
-    that expands enormously costs at most `limit` bytes of memory before it is refused.
-    """
-    if response.is_stream_consumed:  # an in-process transport answered with loaded content
-        if len(response.content) > limit:
-            raise _Unreadable(f"answer larger than {limit} bytes")
-        return response.content
-    decoder = _decoder(response.headers.get("content-encoding", ""))
-    out = bytearray()
-    try:
-        for chunk in response.iter_raw():
-            if decoder is None:
-                out += chunk
-            else:
-                data = decoder.decompress(chunk, limit + 1 - len(out))
-                out += data
-                while decoder.unconsumed_tail and len(out) <= limit:
-                    out += decoder.decompress(decoder.unconsumed_tail, limit + 1 - len(out))
-            if len(out) > limit:
-                raise _Unreadable(f"answer larger than {limit} bytes")
-            if time.monotonic() > deadline:
-                raise _Unreadable("answer still arriving when the request's deadline passed")
-        if decoder is not None:
-            out += decoder.flush()
-    except zlib.error as exc:
-        raise _Unreadable(f"corrupt compressed body ({exc})") from None
-    if len(out) > limit:
-        raise _Unreadable(f"answer larger than {limit} bytes")
-    return bytes(out)
 
 
 class Transport:
@@ -242,7 +158,7 @@ class Transport:
                     body = read_bounded(
                         response, self._max_body if ok else ERROR_BODY_BYTES, deadline
                     )
-                except _Unreadable as exc:
+                except Unreadable as exc:
                     if not ok:  # an error answer's text is optional; its status says enough
                         body = b""
                     else:
@@ -375,7 +291,7 @@ class Transport:
             return self.error(
                 endpoint,
                 "invalid_response",
-                f"redirected to {_clip(where, 120)}",
+                f"redirected to {clip(where, 120)}",
                 "set url to the address Rocket.Chat is served at (scheme, host and path)",
                 status,
                 text,
@@ -400,7 +316,7 @@ class Transport:
         return self.error(
             endpoint,
             "network",
-            f"cannot reach {self.server.url} ({_clip(detail)}; {MAX_ATTEMPTS} attempts)",
+            f"cannot reach {self.server.url} ({clip(detail)}; {MAX_ATTEMPTS} attempts)",
             fix,
             None,
         )
