@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -20,7 +21,8 @@ from zoneinfo import ZoneInfo
 
 from exporter.config.model import Config, ServerConfig
 from exporter.exposition import ServerHealth
-from exporter.history import HistoryCache, local_date
+from exporter.history import HistoryCache
+from exporter.localtime import local_date
 from exporter.model import LiveStatus
 from exporter.pastdays import PastDays
 from exporter.publisher import Publisher
@@ -137,7 +139,7 @@ class ServerPoller:
     def _fetch_days(self, now: float, publish_early: bool = False) -> list[date]:
         days = self.cache.days_to_fetch(now)
         if len(days) > FILL_AFTER_DAYS:
-            self._fill = _Fill(len(days), time.monotonic(), len(self.cache.wanted_range(now)))
+            self._fill = _Fill(len(days), self.clock(), len(self.cache.wanted_range(now)))
         try:
             for i, day in enumerate(days):
                 history = self.client.fetch_history_day(day)
@@ -170,12 +172,12 @@ class ServerPoller:
         """Publish the fill's progress (at most once a second) and log every 10 %."""
         fill = self._fill
         assert fill is not None
-        now_mono = time.monotonic()
-        if not force and now_mono - fill.published < 1.0:
+        now_at = self.clock()  # the poller's clock: a fake one in tests sees the pacing
+        if not force and now_at - fill.published < 1.0:
             return
-        fill.published = now_mono
+        fill.published = now_at
         done = fill.days_done + fill.day_part
-        eta = (now_mono - fill.started) * (fill.days - done) / done if done else None
+        eta = (now_at - fill.started) * (fill.days - done) / done if done else None
         fill.eta = eta
         self._health = replace(
             self._health,
@@ -385,11 +387,11 @@ FILL_AFTER_DAYS = 2
 @dataclass
 class _Fill:
     days: int  # days this fill fetches
-    started: float  # monotonic
+    started: float  # the poller's clock
     wanted: int  # days the cache holds when full
     days_done: int = 0
     day_part: float = 0.0  # share of the current day's pages fetched
-    published: float = 0.0  # monotonic time of the last progress publish
+    published: float = -math.inf  # when progress was last published (poller's clock)
     logged: int = 0  # tenths of the fill logged so far
     eta: float | None = None  # seconds left, as last estimated
     early: bool = False  # today's figures were published ahead of the rest
