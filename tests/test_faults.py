@@ -36,7 +36,6 @@ from tests.support.faultrig import (
     Rig,
     data_of,
     parse_page,
-    sim_date_header,
     warnings_from,
 )
 from tests.support.procs import wait_for
@@ -46,11 +45,6 @@ pytestmark = (
 )  # real threads and timeouts, real processes: full suite only (see docs/testing.md)
 
 T_EVENING = datetime(2026, 3, 4, 20, 0, tzinfo=UTC).timestamp()
-
-
-@pytest.fixture(autouse=True)
-def _server_dates(monkeypatch):
-    sim_date_header(monkeypatch)
 
 
 @pytest.fixture

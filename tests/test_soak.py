@@ -26,7 +26,7 @@ from collections.abc import Callable
 import pytest
 
 from exporter.publisher import Publisher
-from tests.support.faultrig import HEALTH, Rig, data_of, parse_page, sim_date_header
+from tests.support.faultrig import HEALTH, Rig, data_of, parse_page
 from tests.support.procs import wait_for
 
 pytestmark = pytest.mark.slow  # two simulated days: full suite only (see docs/testing.md)
@@ -83,8 +83,7 @@ def _creds(sim) -> tuple[str, str]:
 
 
 @pytest.fixture(autouse=True)
-def _server_dates(monkeypatch):
-    sim_date_header(monkeypatch)
+def _small_simulator_cache(monkeypatch):
     # The simulator caches rendered pages up to 64 MiB: in this process that would be
     # growth we did not cause. A small cache keeps the measurement about the exporter.
     monkeypatch.setattr("exporter.simulator.core._CACHE_BUDGET", 256 * 1024)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .core import Simulator
@@ -20,6 +21,13 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         # Headers and body go out in two writes: without this, Nagle + delayed ACK adds ~40 ms
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header by the simulator's own clock (a ManualClock too), as a real
+        server's follows its own: the exporter learns Rocket.Chat's clock from it."""
+        if timestamp is None:
+            timestamp = self.server.simulator.clock.now()  # type: ignore[attr-defined]
+        return formatdate(timestamp, usegmt=True)
 
     def do_GET(self) -> None:
         self._answer()

@@ -17,7 +17,6 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -29,7 +28,7 @@ from exporter.poller import ServerPoller
 from exporter.publisher import Publisher
 from exporter.rocketchat.client import RocketChatClient
 from exporter.simulator import ManualClock, Simulator, SimulatorConfig, serve
-from exporter.simulator.server import SimulatorServer, _Handler
+from exporter.simulator.server import SimulatorServer
 
 # Distinctive credentials: a test greps every output for them.
 USER_ID = "uid-Q7f3LeakCheck-9c2e"
@@ -72,17 +71,6 @@ def data_of(samples: Samples) -> Samples:
         for k, v in samples.items()
         if k[0].removesuffix("_total").removesuffix("_created") not in HEALTH and k[0] not in HEALTH
     }
-
-
-def sim_date_header(monkeypatch) -> None:
-    """Make the simulator's `Date` header follow its own clock, like a real server's."""
-
-    def date_time_string(self, timestamp=None):  # noqa: ANN001
-        if timestamp is None:
-            timestamp = self.server.simulator.clock.now()
-        return formatdate(timestamp, usegmt=True)
-
-    monkeypatch.setattr(_Handler, "date_time_string", date_time_string)
 
 
 class RequestLog:
