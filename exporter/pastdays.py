@@ -66,6 +66,11 @@ class PastDays:
         self._block: _PastBlock | None = None
         self.builds = 0  # how many times the past part was (re)built
         self.intervals = 0  # intervals in the current past part
+        # Each agent's window figures of the last poll, with what they were computed from:
+        # reused while the inputs are the same objects and no window edge reached one of the
+        # agent's intervals (see _Figures).
+        self.figures: dict[str, _Figures] = {}
+        self.reused = 0  # windows whose figures the last poll reused (for tests, benchmarks)
 
     def parts(
         self, inp: SnapshotInputs, bounds: Sequence[tuple[float, float]], now: float
@@ -78,7 +83,7 @@ class PastDays:
         block = self._past_block(inp, past, split)
         if any(end > start and (start < block.start or end < split) for start, end in bounds):
             return None
-        return block.parts_with(inp, [d for d in inp.days if d.day >= today], bounds, now)
+        return block.parts_with(inp, [d for d in inp.days if d.day >= today], bounds, now, self)
 
     def _past_block(
         self, inp: SnapshotInputs, past: Sequence[DayHistory], split: float
@@ -136,6 +141,7 @@ class _PastBlock:
         recent_days: Sequence[DayHistory],
         bounds: Sequence[tuple[float, float]],
         now: float,
+        memo: PastDays | None = None,
     ) -> Parts | None:
         split = self.split
         recent_closed = closed_intervals(recent_days, inp.agent_filter.wants)
@@ -156,23 +162,36 @@ class _PastBlock:
                 merged[name] = ivs
                 recent[name] = bridge_midnight_splits(ivs, inp.tz)
         team = self._team(inp, recent, bounds)
-        heads = self.heads
+        heads, tails = self.heads, self.tails
+        old = memo.figures if memo is not None else {}
+        new: dict[str, _Figures] = {}
+        if memo is not None:
+            memo.figures = new
+            memo.reused = 0
 
         def windows(name: str) -> list[AgentWindow | None]:
-            """Past part from the head's running totals, the rest clipped as usual."""
+            """Past part from the head's running totals, the rest clipped as usual; figures
+            of the last poll where nothing they depend on changed."""
             ivs = merged.get(name, no_intervals)
             head = heads.get(name)
-            head_end = head.intervals[-1].end if head is not None and head.intervals else -math.inf
+            # What the agent's intervals are made of: the block's tail, the cached days'.
+            sources = (tails.get(name), *(d.agents.get(name) for d in recent_days))
+            kept = old.get(name)
+            # An open session grows every poll: nothing of it is worth remembering.
+            remember = memo is not None and name not in opened
+            if kept is None or not remember or not kept.same_inputs(head, sources):
+                kept = _Figures(head, sources, len(bounds))
+            if remember:
+                new[name] = kept
             out: list[AgentWindow | None] = []
-            for start, end in bounds:
+            for k, (start, end) in enumerate(bounds):
                 if end <= start:
                     out.append(None)
-                    continue
-                seconds, count = clip(ivs, start, end) if ivs else (0.0, 0)
-                if start < head_end:
-                    more, n = head.clip(start, end)  # type: ignore[union-attr]
-                    seconds, count = more + seconds, n + count
-                out.append(agent_result(seconds, count, end - start))
+                elif kept.still_valid(k, start, end):
+                    out.append(kept.result(k, end - start))
+                    memo.reused += 1  # type: ignore[union-attr]
+                else:
+                    out.append(kept.compute(k, ivs, head, start, end, remember))
             return out
 
         return Parts(names, last_closed, opened, windows, team)
@@ -213,6 +232,86 @@ class _PastBlock:
             and overlaps(ivs, lo, stop)
         )
         return before + after
+
+
+class _Figures:
+    """One agent's window figures as last computed, and how far each stays true.
+
+    For window k computed over [s, e]: (seconds, count) from `clip` and the head's running
+    totals, and how far each edge may move right before it reaches one of the agent's
+    interval boundaries (0 when it is inside an interval). While the agent's inputs are the
+    same objects (its past head, its cached days' entries; no open session) and both edges
+    moved less than that, the same intervals lie wholly inside the window and no clip
+    correction applies: `clip` would add the same lengths in the same order, so the figures
+    are the same floats. Only the ratio is recomputed where the window's length changed
+    (today grows by a minute each poll).
+    """
+
+    __slots__ = ("head", "sources", "bounds", "free", "figures", "last")
+
+    def __init__(self, head: Tally | None, sources: tuple, windows: int):
+        self.head = head
+        self.sources = sources
+        self.bounds: list[tuple[float, float] | None] = [None] * windows
+        self.free: list[tuple[float, float]] = [(0.0, 0.0)] * windows
+        self.figures: list[tuple[float, int]] = [(0.0, 0)] * windows
+        self.last: list[tuple[float, AgentWindow | None]] = [(math.nan, None)] * windows
+
+    def same_inputs(self, head: Tally | None, sources: tuple) -> bool:
+        return (
+            self.head is head
+            and len(self.sources) == len(sources)
+            and all(a is b for a, b in zip(self.sources, sources, strict=True))
+        )
+
+    def still_valid(self, k: int, start: float, end: float) -> bool:
+        b = self.bounds[k]
+        if b is None:
+            return False
+        (s0, e0), (free_s, free_e) = b, self.free[k]
+        return s0 <= start < s0 + free_s and e0 <= end < e0 + free_e
+
+    def result(self, k: int, length: float) -> AgentWindow | None:
+        last_length, window = self.last[k]
+        if length != last_length:
+            window = agent_result(*self.figures[k], length)
+            self.last[k] = (length, window)
+        return window
+
+    def compute(
+        self,
+        k: int,
+        ivs: Sequence[Interval],
+        head: Tally | None,
+        start: float,
+        end: float,
+        remember: bool = True,
+    ) -> AgentWindow | None:
+        seconds, count = clip(ivs, start, end) if ivs else (0.0, 0)
+        head_ivs = head.intervals if head is not None else ()
+        if head_ivs and start < head_ivs[-1].end:
+            more, n = head.clip(start, end)  # type: ignore[union-attr]
+            seconds, count = more + seconds, n + count
+        window = agent_result(seconds, count, end - start)
+        if remember:
+            self.bounds[k] = (start, end)
+            self.free[k] = (_free(start, ivs, head_ivs), _free(end, ivs, head_ivs))
+            self.figures[k] = (seconds, count)
+            self.last[k] = (end - start, window)
+        return window
+
+
+def _free(x: float, *sequences: Sequence[Interval]) -> float:
+    """How far `x` can move right before it touches an interval of these sorted, merged
+    sequences (0 when it is inside or at the start of one)."""
+    free = math.inf
+    for ivs in sequences:
+        i = bisect_right(ivs, x, key=_END)  # the first interval ending after x
+        if i < len(ivs):
+            if ivs[i].start <= x:
+                return 0.0
+            free = min(free, ivs[i].start - x)
+    return free
 
 
 def _reach(intervals: Sequence[Interval], split: float) -> float:

@@ -7,7 +7,7 @@ import json
 from datetime import UTC, date, datetime
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from exporter.model import AgentLive, Interval, ParseStats
@@ -347,8 +347,16 @@ _BODIES = st.fixed_dictionaries(
 )
 
 
+_TRUE_THEN_ONE = (  # deep `==` calls these equal, but a bool is no instant and 1 is one
+    {"agents": [{"username": "a", "serviceHistory": [_ENTRIES[4]]}], "total": 1},
+    {"agents": [{"username": "a", "serviceHistory": [_ENTRIES[5]]}], "total": 1},
+)
+
+
 @settings(max_examples=300, deadline=None)
 @given(_BODIES, _BODIES)
+@example(*_TRUE_THEN_ONE)
+@example(*reversed(_TRUE_THEN_ONE))
 def test_reusing_the_previous_answer_gives_exactly_a_fresh_parse(previous, current):
     from exporter.rocketchat.parse import assemble_day, parse_day_reusing, parse_history_page
 
