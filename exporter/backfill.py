@@ -234,9 +234,7 @@ def settings(config: Config, plans: Sequence[Plan], step: int, labels) -> dict:
             f.label,
             f.labels(["\x00probe"]).get("\x00probe"),  # changes with the hashed label key
         ],
-        "servers": {
-            p.server.name: [p.server.timezone, repr(p.server.staffing)] for p in plans
-        },
+        "servers": {p.server.name: [p.server.timezone, repr(p.server.staffing)] for p in plans},
     }
 
 
@@ -373,7 +371,11 @@ def _backfill_server(config, p: Plan, step, labels, output: Output, progress, no
         return
     client = RocketChatClient(p.server, on_wait=progress.waiting)
     try:
-        _check_range(client, p, left)
+        # Days before the first day with any history (in this range) are not written: there
+        # 0 would be a claim (nobody available) where Rocket.Chat simply kept nothing.
+        started = any((output.done(name, d, p.cover(d)) or {}).get("file") for d in days)
+        if not started:
+            _check_range(client, p, days)
         if local_date(now, p.tz) in left:
             log.warning(
                 "the range reaches into today: sessions still open are not in Rocket.Chat's "
@@ -381,9 +383,9 @@ def _backfill_server(config, p: Plan, step, labels, output: Output, progress, no
                 extra={"server": name},
             )
         names = _display_names(client, config)
-        # Days before the first day with any history (in this range) are not written: there
-        # 0 would be a claim (nobody available) where Rocket.Chat simply kept nothing.
-        started = any(output.done(name, d, p.cover(d)) for d in days if d < left[0])
+        started = any(
+            (output.done(name, d, p.cover(d)) or {}).get("file") for d in days if d < left[0]
+        )
         for d in left:
             cover = p.cover(d)
             history = client.fetch_history_day(d)
