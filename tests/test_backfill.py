@@ -443,3 +443,76 @@ def test_progress_is_a_bar_with_eta_on_a_terminal_and_lines_otherwise():
     lines = Progress(4, "auto", plain, clock=lambda: t[0])
     lines.day("main", date(2026, 10, 24), "already written", False)
     assert plain.getvalue() == "backfill: 1/4 days, ETA ?: main 2026-10-24 already written\n"
+
+
+# ---- pacing, the day's samples -------------------------------------------------------------
+
+
+def test_requests_are_paced_under_the_rate_limit_not_refused(config, tmp_path):
+    # Real time: the simulator's rate-limit window runs on its clock, which must move.
+    simulator = Simulator(SimulatorConfig(agents=0, timezone=ZONE, rate_limit=2, rate_window=2.0))
+    simulator.add_session("ann", utc("2026-10-24T08:00:00"), utc("2026-10-24T09:00:00"))
+    with serve(simulator, "127.0.0.1", 0) as server:
+        path = tmp_path / "paced.yaml"
+        path.write_text(CONFIG.format(url=server.url))
+        rc, err = run(
+            path, "--from", "2026-10-24", "--to", "2026-10-26", "--output", f"{tmp_path}/p/"
+        )
+    assert rc == 0, err
+    statuses = {status for (route, status) in simulator.requests if route == "history"}
+    assert statuses == {200}  # 4 history requests at 2 per 2 s: waited for, never a 429
+
+
+def _day(samples_of: dict[str, list[tuple[float, float]]], **agents_section):
+    import re
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    from exporter.backfillday import DayInput, Grid, write_day
+    from exporter.config.model import AgentFilter
+    from exporter.model import AgentDay, DayHistory, Interval
+
+    history = DayHistory(
+        date(2026, 10, 24),
+        {
+            name: AgentDay(name, tuple(Interval(s, e) for s, e in ivs), None)
+            for name, ivs in samples_of.items()
+        },
+        len(samples_of),
+    )
+    t0 = utc("2026-10-24T00:00:00")
+    inp = DayInput(
+        "main",
+        ZoneInfo("UTC"),
+        history,
+        Grid.between(t0, t0 + 300, 60),
+        None,
+        AgentFilter(**{"include": re.compile(".*"), "exclude": None, **agents_section}),
+        {},
+    )
+    out = io.BytesIO()
+    write_day(inp, out.write)
+    return t0, out.getvalue().decode()
+
+
+def test_an_agent_counts_from_its_start_up_to_but_not_at_its_end():
+    t0, text = _day({"ann": [(utc("2026-10-24T00:01:00"), utc("2026-10-24T00:03:00"))]})
+    agent = [
+        line.split()[1]
+        for line in text.splitlines()
+        if line.startswith("rocketchat_omnichannel_agent_available{")
+    ]
+    assert agent == ["0", "1", "1", "0", "0"]  # 00:00 .. 00:04; 00:03 is the end: not available
+    assert f'agent="ann"}} 1 {int(t0) + 60}' in text
+    assert "required_agents" not in text  # no staffing schedule: no requirement series
+
+
+def test_per_agent_false_and_excluded_agents_write_no_agent_series():
+    import re
+
+    session = [(utc("2026-10-24T00:00:00"), utc("2026-10-24T00:10:00"))]
+    _, text = _day({"ann": session, "bot": session}, per_agent=False)
+    assert "agent_available" not in text
+    assert 'backfill_available_agents{server="main"} 2 ' in text
+    _, text = _day({"ann": session, "bot": session}, exclude=re.compile("bot"))
+    assert 'agent="bot"' not in text and 'backfill_available_agents{server="main"} 1 ' in text
