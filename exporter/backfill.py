@@ -300,8 +300,7 @@ def _servers(config: Config, names: Sequence[str]) -> list[ServerConfig]:
 
 
 def _resume_hint(output: Output) -> str:
-    done = sum(1 for d in output.days.values())
-    return f"{done} days are written; rerun the same command to resume from there."
+    return f"{len(output.days)} days are done; rerun the same command to resume from there."
 
 
 def _backfill_server(config, p: Plan, step, labels, output: Output, progress, now) -> None:
@@ -315,10 +314,8 @@ def _backfill_server(config, p: Plan, step, labels, output: Output, progress, no
         return
     client = RocketChatClient(p.server, on_wait=progress.waiting)
     try:
-        # Days before the first day with any history (in this range) are not written: there
-        # 0 would be a claim (nobody available) where Rocket.Chat simply kept nothing.
-        started = any((output.done(name, d, p.cover(d)) or {}).get("file") for d in days)
-        if not started:
+        client.fetch_info()  # the version decides whether the history route may be paged
+        if not any(_written(output, p, d) for d in days):  # else history is known to exist
             _check_range(client, p, days)
         if local_date(now, p.tz) in left:
             log.warning(
@@ -327,9 +324,9 @@ def _backfill_server(config, p: Plan, step, labels, output: Output, progress, no
                 extra={"server": name},
             )
         names = _display_names(client, config)
-        started = any(
-            (output.done(name, d, p.cover(d)) or {}).get("file") for d in days if d < left[0]
-        )
+        # Days before the first day with any history (in this range) are not written: there
+        # 0 would be a claim (nobody available) where Rocket.Chat simply kept nothing.
+        started = any(_written(output, p, d) for d in days if d < left[0])
         for d in left:
             cover = p.cover(d)
             history = client.fetch_history_day(d)
@@ -355,9 +352,13 @@ def _backfill_server(config, p: Plan, step, labels, output: Output, progress, no
         client.close()
 
 
+def _written(output: Output, p: Plan, day: date) -> bool:
+    """Whether the day is finished with a file (not skipped as before the history)."""
+    return bool((output.done(p.server.name, day, p.cover(day)) or {}).get("file"))
+
+
 def _check_range(client: RocketChatClient, p: Plan, days: Sequence[date]) -> None:
     """One request for the whole range: does Rocket.Chat keep anything at all for it?"""
-    client.fetch_info()  # the version decides whether the history route may be paged
     if client.history_total(days[0], days[-1]) == 0:
         raise UsageError(
             f"server {p.server.name}: Rocket.Chat has no availability history from "

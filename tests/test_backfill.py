@@ -283,7 +283,7 @@ def test_an_interrupted_run_resumes_without_refetching_finished_days(
     args = ("--from", "2026-10-24", "--to", "2026-10-26", "--output", str(out))
     rc, err = run(config, *args)
     assert rc == backfill.EXIT_INTERRUPTED
-    assert "1 days are written; rerun the same command" in err
+    assert "1 days are done; rerun the same command" in err
     assert not out.exists()
     monkeypatch.setattr(RocketChatClient, "fetch_history_day", real)
     simulator.reset_requests()
