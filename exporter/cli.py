@@ -64,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from exporter.simulator.cli import main as simulate  # the simulator is demo/test only
 
         return simulate(argv[1:])
+    if argv and argv[0] == "backfill":  # its own options: exporter/backfill.py, docs/backfill.md
+        from exporter.backfill import main as backfill
+
+        return backfill(argv[1:])
     args = build_parser().parse_args(argv)
     logs.setup(args.log_level, args.log_format)
     guard = None

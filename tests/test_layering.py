@@ -50,6 +50,10 @@ STAGES: dict[str, int] = {
     "exporter.parts": 5,
     "exporter.pastdays": 5,
     "exporter.exposition": 6,
+    "exporter.backfillday": 6,  # one day of history as timestamped samples (backfill)
+    "exporter.backfill_output": 7,
+    "exporter.backfill_progress": 7,
+    "exporter.backfill": 7,  # the backfill command: owns time, like the poller
     "exporter.publisher": 6,
     "exporter.poller": 7,
     "exporter.webconfig": 7,

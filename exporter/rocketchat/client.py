@@ -140,6 +140,25 @@ class RocketChatClient:
         self._note_truncation("history", len(history.agents), history.total, fetched.complete, day)
         return history
 
+    def history_total(self, first: date, last: date) -> int:
+        """Agents with any history document in the server-local days first..last.
+
+        One request over the whole range, without fullReport and without paging: only the
+        answer's `total` is read (backfill uses it to learn whether Rocket.Chat keeps anything
+        for a range before fetching it day by day).
+        """
+        start, _ = day_range(first, self._tz)
+        _, end = day_range(last, self._tz)
+        try:
+            page = self._parser("history", parse_history_page)(
+                self._http.get("history", {"start": start, "end": end})
+            )
+        except RocketChatError as exc:
+            self._failed("history", exc)
+            raise
+        self._succeeded("history")
+        return max(page.total or 0, page.received)
+
     def fetch_live_status(self) -> LiveStatus:
         """Who is available now: per agent if allowed, else the agents-status chart's counts."""
         self._live_polls += 1
