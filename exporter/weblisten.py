@@ -1,0 +1,300 @@
+"""Listening sockets and bounded connections for the exporter's HTTP endpoint.
+
+One acceptor thread serves every `--web.listen-address`; each connection gets its own thread
+(the TLS handshake runs there). What keeps an open port from exhausting the process:
+
+- **A connection cap** (`--web.max-connections`), lowered at start to fit under the soft
+  RLIMIT_NOFILE minus the fds already open minus FD_RESERVE, which stays free for the
+  connections to Rocket.Chat, the history cache and /proc reads.
+- **Deadlines per state**, enforced by the acceptor (a blocking read only bounds one recv, so a
+  client dripping a byte a second would never hit it): the TLS handshake plus the first request
+  line and headers within HEADER_TIMEOUT_SECONDS of accepting (slowloris), an idle keep-alive
+  connection gets IDLE_TIMEOUT_SECONDS for its next first byte then HEADER_TIMEOUT_SECONDS for
+  the rest of the headers, an answer RESPONSE_TIMEOUT_SECONDS to be written.
+- **At the cap, the oldest connection that is not being answered is closed** to make room
+  (nginx reuses keep-alive connections the same way): idle or dripping clients cannot lock
+  Prometheus out, and nothing is accepted while every slot is busy answering (the kernel's
+  backlog holds the newcomers).
+- **No busy loop on EMFILE/ENFILE**: accept() failing for lack of fds leaves the connection in
+  the backlog, so the listener stays readable; the acceptor backs off (up to 1 s), closes the
+  oldest idle connection, and logs once per episode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import resource
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+log = logging.getLogger("exporter.web")
+
+HEADER_TIMEOUT_SECONDS = 10.0
+IDLE_TIMEOUT_SECONDS = 60.0
+RESPONSE_TIMEOUT_SECONDS = 60.0
+DEFAULT_MAX_CONNECTIONS = 64
+FD_RESERVE = 32  # kept free for outbound connections to Rocket.Chat and files
+MAX_BACKOFF_SECONDS = 1.0
+TICK_SECONDS = 0.2  # how often deadlines are checked (their resolution)
+FD_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+HEADERS, IDLE, BUSY = "headers", "idle", "busy"
+STATE_TIMEOUTS = {
+    HEADERS: HEADER_TIMEOUT_SECONDS,
+    IDLE: IDLE_TIMEOUT_SECONDS,
+    BUSY: RESPONSE_TIMEOUT_SECONDS,
+}
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """`:9875`, `0.0.0.0:9875`, `127.0.0.1:0`, `[::1]:9875` -> (host, port)."""
+    host, sep, port = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]") and ":" in host:
+        host = host[1:-1]  # an IPv6 literal
+    elif any(c in host for c in ":[]"):
+        host = None
+    if not sep or host is None or not port.isdigit() or int(port) > 65535:
+        raise ValueError(
+            f"--web.listen-address: {address!r} is not host:port (e.g. ':9875', "
+            "'127.0.0.1:9875' or '[::1]:9875')"
+        )
+    return host, int(port)
+
+
+def bind(host: str, port: int, backlog: int = 128) -> socket.socket:
+    """A listening socket. '' and '::' are dual-stack (IPv6 with IPV6_V6ONLY off), falling
+    back to IPv4 when the host has no IPv6; other hosts bind the first address they resolve to.
+    """
+    if host in ("", "::"):
+        try:
+            return _listen(socket.AF_INET6, ("::", port), backlog, dual=True)
+        except OSError as exc:
+            if exc.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT):
+                raise
+            log.info("IPv6 unavailable, listening on IPv4 only", extra={"err": exc.strerror})
+            return _listen(socket.AF_INET, ("0.0.0.0", port), backlog)
+    family, _, _, _, sockaddr = socket.getaddrinfo(
+        host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+    )[0]
+    return _listen(family, sockaddr, backlog)
+
+
+def _listen(family: int, sockaddr: tuple, backlog: int, dual: bool = False) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if dual:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(sockaddr)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd")) - 1  # minus the listdir's own
+    except OSError:
+        return 16  # no /proc: a rough guess for an interpreter with a few libraries loaded
+
+
+def connection_cap(requested: int, reserve: int = FD_RESERVE) -> tuple[int, str]:
+    """The cap actually used: `requested`, lowered to stay `reserve` fds below RLIMIT_NOFILE."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return requested, "no fd limit"
+    used = open_fds()
+    room = soft - used - reserve
+    if requested <= room:
+        return requested, f"fd limit {soft}, {used} open, {reserve} reserved"
+    return max(1, room), (
+        f"lowered from {requested}: fd limit {soft}, {used} open, {reserve} reserved for "
+        "Rocket.Chat and files"
+    )
+
+
+@dataclass(eq=False)
+class Conn:
+    """One accepted connection. `sock` is replaced by its TLS wrapper once that exists."""
+
+    sock: socket.socket
+    peer: tuple
+    state: str = HEADERS
+    deadline: float = 0.0
+    since: float = 0.0
+    closed: bool = False
+    served: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def kill(self) -> None:
+        """Wake the connection's thread (its read or write fails); it closes the socket."""
+        with self.lock:
+            if not self.closed:
+                # socket.socket's own shutdown, not SSLSocket's: no TLS state touched from here.
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            with contextlib.suppress(OSError):
+                self.sock.close()
+
+
+class Connections:
+    """The table of open connections: the cap, deadlines and eviction."""
+
+    def __init__(self, cap: int, clock: Callable[[], float] = time.monotonic):
+        self.cap = cap
+        self.clock = clock
+        self._cond = threading.Condition()
+        self._conns: set[Conn] = set()
+        self.evicted = 0
+        self.expired = 0
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._conns)
+
+    def add(self, sock: socket.socket, peer: tuple) -> Conn:
+        now = self.clock()
+        conn = Conn(sock, peer, since=now, deadline=now + STATE_TIMEOUTS[HEADERS])
+        with self._cond:
+            self._conns.add(conn)
+        return conn
+
+    def remove(self, conn: Conn) -> None:
+        conn.close()
+        with self._cond:
+            self._conns.discard(conn)
+            self._cond.notify_all()
+
+    def set_state(self, conn: Conn, state: str) -> None:
+        now = self.clock()
+        with self._cond:
+            conn.state, conn.since, conn.deadline = state, now, now + STATE_TIMEOUTS[state]
+
+    def expire(self) -> None:
+        now = self.clock()
+        with self._cond:
+            late = [c for c in self._conns if c.deadline <= now]
+        for conn in late:
+            log.debug("connection deadline passed", extra={"state": conn.state})
+            self.expired += 1
+            conn.kill()
+
+    def evict_oldest_waiting(self) -> bool:
+        """Close the connection that has waited longest for a request; False if all are busy."""
+        with self._cond:
+            waiting = [c for c in self._conns if c.state != BUSY and not c.closed]
+            victim = min(waiting, key=lambda c: c.since, default=None)
+        if victim is None:
+            return False
+        self.evicted += 1
+        victim.kill()
+        return True
+
+    def make_room(self, timeout: float) -> bool:
+        """True when a new connection may be accepted (evicting one if needed)."""
+        with self._cond:
+            if len(self._conns) < self.cap:
+                return True
+        self.evict_oldest_waiting()
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self._conns) < self.cap, timeout)
+
+    def kill_all(self) -> None:
+        with self._cond:
+            conns = list(self._conns)
+        for conn in conns:
+            conn.kill()
+
+
+class Acceptor:
+    """Accepts on every listener, within the cap, and runs `serve(conn)` in a thread each."""
+
+    def __init__(
+        self,
+        listeners: Sequence[socket.socket],
+        connections: Connections,
+        serve: Callable[[Conn], None],
+    ):
+        self.listeners = list(listeners)
+        self.connections = connections
+        self.serve = serve
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="http-accept", daemon=True)
+        self.fd_episodes = 0  # how often accept() ran out of fds (each logged once)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for sock in self.listeners:
+            sock.close()
+        self.connections.kill_all()
+
+    def _loop(self) -> None:
+        backoff = 0.0
+        with selectors.DefaultSelector() as sel:
+            for sock in self.listeners:
+                sel.register(sock, selectors.EVENT_READ)
+            while not self._stop.is_set():
+                self.connections.expire()
+                for key, _ in sel.select(timeout=TICK_SECONDS):
+                    if self._stop.is_set():
+                        return
+                    if not self.connections.make_room(timeout=TICK_SECONDS):
+                        continue  # every slot busy answering: the backlog holds the newcomer
+                    backoff = self._accept(key.fileobj, backoff)
+                    if backoff:
+                        self._stop.wait(backoff)
+
+    def _accept(self, listener: socket.socket, backoff: float) -> float:
+        """Accept one connection; returns the back-off to apply (0 when all is well)."""
+        try:
+            sock, peer = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return backoff
+        except OSError as exc:
+            if exc.errno not in FD_ERRNOS:
+                log.debug("accept failed", extra={"err": str(exc)})
+                return backoff
+            if not backoff:
+                self.fd_episodes += 1
+                log.warning(
+                    "out of file descriptors accepting connections: backing off; lower "
+                    "--web.max-connections or raise the fd limit (ulimit -n)",
+                    extra={"err": exc.strerror, "connections": len(self.connections)},
+                )
+            self.connections.evict_oldest_waiting()
+            return min(max(backoff * 2, 0.05), MAX_BACKOFF_SECONDS)
+        if backoff:
+            log.info("accepting connections again", extra={"connections": len(self.connections)})
+        conn = self.connections.add(sock, peer)
+        try:
+            threading.Thread(target=self._run, args=(conn,), name="http-conn", daemon=True).start()
+        except RuntimeError:  # can't start new thread
+            self.connections.remove(conn)
+            return MAX_BACKOFF_SECONDS
+        return 0.0
+
+    def _run(self, conn: Conn) -> None:
+        try:
+            self.serve(conn)
+        except Exception:  # noqa: BLE001 - one connection's failure must not go unnoticed
+            log.exception("connection failed")
+        finally:
+            self.connections.remove(conn)
