@@ -27,6 +27,7 @@ import errno
 import logging
 import os
 import resource
+import select
 import selectors
 import socket
 import threading
@@ -41,6 +42,12 @@ IDLE_TIMEOUT_SECONDS = 60.0
 RESPONSE_TIMEOUT_SECONDS = 60.0
 DEFAULT_MAX_CONNECTIONS = 64
 FD_RESERVE = 32  # kept free for outbound connections to Rocket.Chat and files
+EVICTING_SLACK = 16  # closed connections whose threads have not let go yet (within the reserve)
+# As deep as Go's (net.core.somaxconn, which the kernel clamps it to): a scrape arriving during
+# a connection flood waits in the queue; with a short queue its SYN is dropped and retried
+# a second later, past a 1 s scrape timeout.
+BACKLOG = 4096
+ACCEPT_BURST = 64
 MAX_BACKOFF_SECONDS = 1.0
 TICK_SECONDS = 0.2  # how often deadlines are checked (their resolution)
 FD_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -68,7 +75,7 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def bind(host: str, port: int, backlog: int = 128) -> socket.socket:
+def bind(host: str, port: int, backlog: int = BACKLOG) -> socket.socket:
     """A listening socket. '' and '::' are dual-stack (IPv6 with IPV6_V6ONLY off), falling
     back to IPv4 when the host has no IPv6; other hosts bind the first address they resolve to.
     """
@@ -133,12 +140,14 @@ class Conn:
     deadline: float = 0.0
     since: float = 0.0
     closed: bool = False
+    killed: bool = False  # shut down by the table; its thread is about to close it
     served: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def kill(self) -> None:
         """Wake the connection's thread (its read or write fails); it closes the socket."""
         with self.lock:
+            self.killed = True
             if not self.closed:
                 # socket.socket's own shutdown, not SSLSocket's: no TLS state touched from here.
                 with contextlib.suppress(OSError):
@@ -187,7 +196,7 @@ class Connections:
     def expire(self) -> None:
         now = self.clock()
         with self._cond:
-            late = [c for c in self._conns if c.deadline <= now]
+            late = [c for c in self._conns if c.deadline <= now and not c.killed]
         for conn in late:
             log.debug("connection deadline passed", extra={"state": conn.state})
             self.expired += 1
@@ -196,7 +205,7 @@ class Connections:
     def evict_oldest_waiting(self) -> bool:
         """Close the connection that has waited longest for a request; False if all are busy."""
         with self._cond:
-            waiting = [c for c in self._conns if c.state != BUSY and not c.closed]
+            waiting = [c for c in self._conns if c.state != BUSY and not c.killed]
             victim = min(waiting, key=lambda c: c.since, default=None)
         if victim is None:
             return False
@@ -205,19 +214,33 @@ class Connections:
         return True
 
     def make_room(self, timeout: float) -> bool:
-        """True when a new connection may be accepted (evicting one if needed)."""
+        """True when a new connection may be accepted (evicting one if needed).
+
+        Evicted connections are not waited for (that would make accepting as slow as their
+        threads are to wake), but at most EVICTING_SLACK of them may still hold their fds.
+        """
         with self._cond:
-            if len(self._conns) < self.cap:
-                return True
-        self.evict_oldest_waiting()
+            live = self._live()
+        if live >= self.cap and not self.evict_oldest_waiting():
+            return self._wait(lambda: self._live() < self.cap, timeout)
+        return self._wait(lambda: len(self._conns) < self.cap + EVICTING_SLACK, timeout)
+
+    def _live(self) -> int:
+        return sum(1 for c in self._conns if not c.killed)
+
+    def _wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
         with self._cond:
-            return self._cond.wait_for(lambda: len(self._conns) < self.cap, timeout)
+            return self._cond.wait_for(predicate, timeout)
 
     def kill_all(self) -> None:
         with self._cond:
             conns = list(self._conns)
         for conn in conns:
             conn.kill()
+
+
+def _pending(listener: socket.socket) -> bool:
+    return bool(select.select([listener], [], [], 0)[0])
 
 
 class Acceptor:
@@ -256,22 +279,27 @@ class Acceptor:
                 for key, _ in sel.select(timeout=TICK_SECONDS):
                     if self._stop.is_set():
                         return
-                    if not self.connections.make_room(timeout=TICK_SECONDS):
-                        continue  # every slot busy answering: the backlog holds the newcomer
-                    backoff = self._accept(key.fileobj, backoff)
-                    if backoff:
-                        self._stop.wait(backoff)
+                    for i in range(ACCEPT_BURST):
+                        if i and not _pending(key.fileobj):
+                            break  # make room (evict) only for a connection that is waiting
+                        if not self.connections.make_room(timeout=TICK_SECONDS):
+                            break  # every slot busy answering: the backlog holds the newcomer
+                        backoff, more = self._accept(key.fileobj, backoff)
+                        if backoff:
+                            self._stop.wait(backoff)
+                        if not more or backoff:
+                            break
 
-    def _accept(self, listener: socket.socket, backoff: float) -> float:
-        """Accept one connection; returns the back-off to apply (0 when all is well)."""
+    def _accept(self, listener: socket.socket, backoff: float) -> tuple[float, bool]:
+        """Accept one connection: (the back-off to apply, 0 when all is well; more waiting?)."""
         try:
             sock, peer = listener.accept()
         except (BlockingIOError, InterruptedError):
-            return backoff
+            return backoff, False
         except OSError as exc:
             if exc.errno not in FD_ERRNOS:
                 log.debug("accept failed", extra={"err": str(exc)})
-                return backoff
+                return backoff, False
             if not backoff:
                 self.fd_episodes += 1
                 log.warning(
@@ -280,7 +308,7 @@ class Acceptor:
                     extra={"err": exc.strerror, "connections": len(self.connections)},
                 )
             self.connections.evict_oldest_waiting()
-            return min(max(backoff * 2, 0.05), MAX_BACKOFF_SECONDS)
+            return min(max(backoff * 2, 0.05), MAX_BACKOFF_SECONDS), False
         if backoff:
             log.info("accepting connections again", extra={"connections": len(self.connections)})
         conn = self.connections.add(sock, peer)
@@ -288,8 +316,8 @@ class Acceptor:
             threading.Thread(target=self._run, args=(conn,), name="http-conn", daemon=True).start()
         except RuntimeError:  # can't start new thread
             self.connections.remove(conn)
-            return MAX_BACKOFF_SECONDS
-        return 0.0
+            return MAX_BACKOFF_SECONDS, False
+        return 0.0, True
 
     def _run(self, conn: Conn) -> None:
         try:
