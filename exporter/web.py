@@ -10,12 +10,14 @@ deadlines are in weblisten.py.
 from __future__ import annotations
 
 import contextlib
-import gzip
+import gzip as _gzip
 import html
 import logging
 import socket
 import ssl
+import struct
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
@@ -94,6 +96,30 @@ def landing_page(publisher: Publisher, now: float, metrics_path: str = "/metrics
     return body.encode("utf-8", "replace")  # text is cleaned at the edge; this is a backstop
 
 
+_FINAL_BLOCK = b"\x03\x00"  # an empty final deflate block, as exposition.join ends its stream
+_SYNC_FLUSH = b"\x00\x00\xff\xff"  # the empty stored block a sync flush ends a segment with
+
+
+def gzip_with_tail(gz: bytes, tail: bytes) -> bytes:
+    """The publisher's gzip page with `tail` appended, still ONE gzip member.
+
+    exposition.join ends the page's deflate stream with sync-flushed segments and an empty
+    final block: dropping that block (and the trailer) leaves a stream that a freshly deflated
+    tail can continue, with the trailer's CRC-32 continued from the page's. One member, since
+    not every client reads concatenated members (httpx, for one, stops after the first). Any
+    other input is recompressed: slower, never wrong.
+    """
+    body = gz[:-10]
+    ours = gz[-10:-8] == _FINAL_BLOCK and (len(body) == 10 or body.endswith(_SYNC_FLUSH))
+    if len(gz) < 20 or not ours:
+        return _gzip.compress(_gzip.decompress(gz) + tail, compresslevel=1, mtime=0)
+    crc, size = struct.unpack("<II", gz[-8:])
+    z = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+    end = z.compress(tail) + z.flush(zlib.Z_FINISH)
+    total = (size + len(tail)) & 0xFFFFFFFF
+    return b"".join((body, end, struct.pack("<II", zlib.crc32(tail, crc), total)))
+
+
 def make_handler(
     publisher: Publisher,
     clock: Callable[[], float] = time.time,
@@ -158,11 +184,8 @@ def make_handler(
             path = self.path.split("?", 1)[0]
             if path == telemetry_path:
                 gz = "gzip" in self.headers.get("Accept-Encoding", "")
-                body = publisher.page(clock(), gzipped=gz)
-                dynamic = self_metrics.render()
-                # A gzip stream may hold several members (RFC 1952; Go's reader, as Prometheus
-                # uses it, reads them all): the cached page stays compressed once per poll.
-                body += gzip.compress(dynamic, compresslevel=1, mtime=0) if gz else dynamic
+                page, fresh = publisher.page(clock(), gzipped=gz), self_metrics.render()
+                body = gzip_with_tail(page, fresh) if gz else page + fresh
                 self._send(200, CONTENT_TYPE, body, gzip=gz)
             elif path == "/":
                 page = landing_page(publisher, clock(), metrics_path=telemetry_path)
