@@ -3,6 +3,7 @@ against the real exporter process while Prometheus scrapes it (127.0.0.1 only, b
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -10,10 +11,12 @@ import re
 import resource
 import selectors
 import socket
+import ssl
 import statistics
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -360,3 +363,77 @@ def test_scrapes_and_polls_survive_1000_hostile_connections(tmp_path, nofile):
     finally:
         for p in reversed(procs):
             p.stop()
+
+
+# ---- TLS: the handshake is inside the header deadline and the cap ---------------------------
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    from tests.support.pki import make_pki
+
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def tls_server(tmp_path: Path, pki, **kwargs) -> WebServer:
+    from exporter.webconfig import WebGuard
+
+    cfg = tmp_path / "web.yml"
+    cfg.write_text(
+        f"tls_server_config:\n  cert_file: {pki.server_cert}\n  key_file: {pki.server_key}\n"
+    )
+    return serve(guard=WebGuard(str(cfg)), **kwargs)
+
+
+def client_hello(pki) -> bytes:
+    ctx = ssl.create_default_context(cafile=str(pki.ca))
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def test_tls_dripped_handshake_is_cut_at_the_header_deadline(tmp_path, pki, fast_deadlines):
+    """A ClientHello sent a byte every 0.1 s: each read returns within the handshake's per-read
+    timeout, but the whole handshake must fit in the header deadline."""
+    web = tls_server(tmp_path, pki)
+    try:
+        hello = client_hello(pki)
+        with socket.create_connection(("127.0.0.1", web.port)) as s:
+            start, closed = time.monotonic(), False
+            for byte in hello:
+                try:
+                    s.send(bytes([byte]))
+                    s.settimeout(0.1)
+                    if s.recv(1) == b"":
+                        closed = True
+                        break
+                except TimeoutError:
+                    continue
+                except OSError:
+                    closed = True
+                    break
+            elapsed = time.monotonic() - start
+        print(f"\ndripped ClientHello ({len(hello)} bytes) closed after {elapsed:.2f} s")
+        assert closed and elapsed < 3, (closed, elapsed)
+    finally:
+        web.stop()
+
+
+def test_tls_scrapes_get_in_past_silent_tls_connections(tmp_path, pki):
+    web = tls_server(tmp_path, pki, max_connections=4)
+    silent = [socket.create_connection(("127.0.0.1", web.port)) for _ in range(12)]
+    try:
+        ctx = ssl.create_default_context(cafile=str(pki.ca))
+        for _ in range(3):
+            with urllib.request.urlopen(
+                f"https://127.0.0.1:{web.port}/healthz", context=ctx, timeout=5
+            ) as resp:
+                assert resp.status == 200 and resp.read() == b"ok\n"
+        assert len(web.connections) <= 4 + weblisten.EVICTING_SLACK
+        assert web.connections.evicted >= 8
+    finally:
+        for s in silent:
+            s.close()
+        web.stop()
