@@ -276,3 +276,60 @@ def test_a_second_listen_address_does_not_replace_the_first(tmp_path):
     )
     assert args.listen == ["127.0.0.1:1", "[::1]:2"]
     assert build_parser().parse_args([]).listen is None  # serve() applies the :9875 default
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--web.telemetry-path", "/"], "--web.telemetry-path"),
+        (["--web.telemetry-path", "metrics"], "--web.telemetry-path"),
+        (["--web.max-connections", "0"], "--web.max-connections"),
+        (["--web.listen-address", "127.0.0.1:1", "--web.listen-address", "::1:2"], "[::1]:9875"),
+    ],
+)
+def test_bad_web_flags_exit_2_before_serving(tmp_path, capsys, flags, message):
+    from exporter.cli import main
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        "servers:\n  - name: a\n    url: http://127.0.0.1:9\n    user_id: u\n    auth_token: t\n"
+    )
+    assert main(["--config.file", str(cfg), *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_real_process_serves_every_listen_address(tmp_path):
+    """Through the real process: two (three with IPv6) --web.listen-address, a custom
+    telemetry path, 405 for POST."""
+    from exporter.simulator import Simulator, SimulatorConfig
+    from exporter.simulator import serve as serve_simulator
+    from tests.support.procs import free_port, start_exporter, wait_for
+
+    sim = serve_simulator(Simulator(SimulatorConfig(agents=3, rate_limit=0)), port=0)
+    cfg = tmp_path / "config.yaml"
+    conf = SimulatorConfig()
+    cfg.write_text(
+        f"poll_interval: 1s\nservers:\n  - name: a\n    url: {sim.url}\n"
+        f"    user_id: {conf.user_id}\n    auth_token: {conf.auth_token}\n"
+    )
+    second = free_port()
+    extra = ["--web.listen-address", f"127.0.0.1:{second}", "--web.telemetry-path", "/m"]
+    urls = [f"http://127.0.0.1:{second}"]
+    if _ipv6_loopback():
+        v6 = free_port()
+        extra += ["--web.listen-address", f"[::1]:{v6}"]
+        urls.append(f"http://[::1]:{v6}")
+    proc, url = start_exporter(cfg, tmp_path, None, *extra)
+    try:
+        for u in [url, *urls]:
+            wait_for(lambda u=u: http_get(u + "/readyz")[0] == 200, 30, f"ready on {u}")
+            status, body = http_get(u + "/m")
+            assert status == 200 and b"process_cpu_seconds_total" in body, u
+            assert http_get(u + "/metrics")[0] == 404
+        port = int(url.rsplit(":", 1)[1])
+        answer = raw_request(port, b"POST /m HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 405 ") and b"\r\nAllow: GET, HEAD\r\n" in answer
+    finally:
+        proc.stop()
+        sim.stop()
+    assert "listening" in proc.log()
