@@ -19,7 +19,7 @@ from exporter.process_metrics import SelfMetrics
 from exporter.publisher import Publisher
 from exporter.web import WebServer, parse_listen_address
 from exporter.webconfig import WebConfigError, WebGuard
-from exporter.weblisten import DEFAULT_MAX_CONNECTIONS, FD_RESERVE
+from exporter.weblisten import DEFAULT_MAX_CONNECTIONS, FD_RESERVE, fd_reserve
 
 log = logging.getLogger("exporter")
 
@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_MAX_CONNECTIONS,
         help=f"most HTTP connections open at once (default: {DEFAULT_MAX_CONNECTIONS}; lowered "
-        f"to stay {FD_RESERVE} fds under the fd limit); at the cap the longest-idle one is closed",
+        f"to keep {FD_RESERVE} fds + 2 per server free under the fd limit); at the cap the "
+        "longest-idle one is closed",
     )
     p.add_argument(
         "--web.config.file",
@@ -179,6 +180,7 @@ def serve(
             guard=guard,
             telemetry_path=telemetry_path,
             max_connections=max_connections,
+            fd_reserve=fd_reserve(len(config.servers)),
         )
     except OSError as exc:
         print(f"error: --web.listen-address {' '.join(listen)}: {exc.strerror}", file=sys.stderr)

@@ -30,6 +30,7 @@ from exporter.webconfig import HANDSHAKE_TIMEOUT_SECONDS, WebGuard
 from exporter.weblisten import (
     BUSY,
     DEFAULT_MAX_CONNECTIONS,
+    FD_RESERVE,
     HEADERS,
     IDLE,
     IDLE_TIMEOUT_SECONDS,
@@ -252,11 +253,12 @@ class WebServer:
         guard: WebGuard | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         telemetry_path: str = "/metrics",
+        fd_reserve: int = FD_RESERVE,
         **kwargs,
     ):
         addresses = [address] if isinstance(address[0], str) else list(address)
         self.guard = guard
-        self.max_connections, self.cap_reason = connection_cap(max_connections)
+        self.max_connections, self.cap_reason = connection_cap(max_connections, fd_reserve)
         self.handler = make_handler(publisher, guard=guard, telemetry_path=telemetry_path, **kwargs)
         self.listeners: list[socket.socket] = []
         try:

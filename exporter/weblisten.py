@@ -4,8 +4,8 @@ One acceptor thread serves every `--web.listen-address`; each connection gets it
 (the TLS handshake runs there). What keeps an open port from exhausting the process:
 
 - **A connection cap** (`--web.max-connections`), lowered at start to fit under the soft
-  RLIMIT_NOFILE minus the fds already open minus FD_RESERVE, which stays free for the
-  connections to Rocket.Chat, the history cache and /proc reads.
+  RLIMIT_NOFILE minus the fds already open minus a reserve (FD_RESERVE + 2 per server), which
+  stays free for the connections to Rocket.Chat, the history cache and /proc reads.
 - **Deadlines per state**, enforced by the acceptor (a blocking read only bounds one recv, so a
   client dripping a byte a second would never hit it): the TLS handshake plus the first request
   line and headers within HEADER_TIMEOUT_SECONDS of accepting (slowloris), an idle keep-alive
@@ -42,7 +42,7 @@ IDLE_TIMEOUT_SECONDS = 60.0
 RESPONSE_TIMEOUT_SECONDS = 60.0
 DEFAULT_MAX_CONNECTIONS = 64
 FD_RESERVE = 32  # kept free for outbound connections to Rocket.Chat and files
-EVICTING_SLACK = 16  # closed connections whose threads have not let go yet (within the reserve)
+EVICTING_SLACK = 8  # closed connections whose threads have not let go of their fds yet
 # As deep as Go's (net.core.somaxconn, which the kernel clamps it to): a scrape arriving during
 # a connection flood waits in the queue; with a short queue its SYN is dropped and retried
 # a second later, past a 1 s scrape timeout.
@@ -115,18 +115,23 @@ def open_fds() -> int:
         return 16  # no /proc: a rough guess for an interpreter with a few libraries loaded
 
 
+def fd_reserve(servers: int) -> int:
+    """fds kept free: FD_RESERVE plus 2 per Rocket.Chat server (a connection and a spare)."""
+    return FD_RESERVE + 2 * servers
+
+
 def connection_cap(requested: int, reserve: int = FD_RESERVE) -> tuple[int, str]:
     """The cap actually used: `requested`, lowered to stay `reserve` fds below RLIMIT_NOFILE."""
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return requested, "no fd limit"
     used = open_fds()
-    room = soft - used - reserve
+    room = soft - used - reserve - EVICTING_SLACK
     if requested <= room:
         return requested, f"fd limit {soft}, {used} open, {reserve} reserved"
     return max(1, room), (
         f"lowered from {requested}: fd limit {soft}, {used} open, {reserve} reserved for "
-        "Rocket.Chat and files"
+        f"Rocket.Chat and files, {EVICTING_SLACK} for connections being closed"
     )
 
 
@@ -195,23 +200,24 @@ class Connections:
 
     def expire(self) -> None:
         now = self.clock()
+        # Decided and done under the table's lock: a state change (new deadline) cannot slip
+        # in between. kill() takes the connection's lock; nothing takes them the other way.
         with self._cond:
-            late = [c for c in self._conns if c.deadline <= now and not c.killed]
-        for conn in late:
-            log.debug("connection deadline passed", extra={"state": conn.state})
-            self.expired += 1
-            conn.kill()
+            for conn in [c for c in self._conns if c.deadline <= now and not c.killed]:
+                log.debug("connection deadline passed", extra={"state": conn.state})
+                self.expired += 1
+                conn.kill()
 
     def evict_oldest_waiting(self) -> bool:
         """Close the connection that has waited longest for a request; False if all are busy."""
-        with self._cond:
+        with self._cond:  # as in expire(): a connection turning busy is never the victim
             waiting = [c for c in self._conns if c.state != BUSY and not c.killed]
             victim = min(waiting, key=lambda c: c.since, default=None)
-        if victim is None:
-            return False
-        self.evicted += 1
-        victim.kill()
-        return True
+            if victim is None:
+                return False
+            self.evicted += 1
+            victim.kill()
+            return True
 
     def make_room(self, timeout: float) -> bool:
         """True when a new connection may be accepted (evicting one if needed).
