@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--web.listen-address",
         dest="listen",
+        metavar="ADDRESS",
         action="append",
         default=None,
         help="address to listen on, repeatable: one listener each (default: :9875, all "
@@ -53,12 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--web.telemetry-path",
         dest="telemetry_path",
+        metavar="PATH",
         default="/metrics",
         help="path under which to expose metrics (default: /metrics)",
     )
     p.add_argument(
         "--web.max-connections",
         dest="max_connections",
+        metavar="N",
         type=int,
         default=DEFAULT_MAX_CONNECTIONS,
         help=f"most HTTP connections open at once (default: {DEFAULT_MAX_CONNECTIONS}; lowered "

@@ -304,7 +304,7 @@ class WebServer:
             # (the table can interrupt it: the wrapper is in place before it starts).
             conn.sock.settimeout(HANDSHAKE_TIMEOUT_SECONDS)
             with conn.lock:
-                if conn.closed:
+                if conn.killed:  # evicted or expired before its handshake began
                     return
                 conn.sock = context.wrap_socket(
                     conn.sock, server_side=True, do_handshake_on_connect=False
