@@ -1,7 +1,9 @@
 """Listening sockets and bounded connections for the exporter's HTTP endpoint.
 
-One acceptor thread serves every `--web.listen-address`; each connection gets its own thread
-(the TLS handshake runs there). What keeps an open port from exhausting the process:
+One acceptor thread serves every `--web.listen-address`. A new connection waits ("parked") in
+the acceptor's selector until its first bytes arrive, then gets its own thread (the TLS
+handshake runs there): a client that connects and says nothing costs an fd, never a thread.
+What keeps an open port from exhausting the process:
 
 - **A connection cap** (`--web.max-connections`), lowered at start to fit under the soft
   RLIMIT_NOFILE minus the fds already open minus a reserve (FD_RESERVE + 2 per server), which
@@ -11,10 +13,10 @@ One acceptor thread serves every `--web.listen-address`; each connection gets it
   line and headers within HEADER_TIMEOUT_SECONDS of accepting (slowloris), an idle keep-alive
   connection gets IDLE_TIMEOUT_SECONDS for its next first byte then HEADER_TIMEOUT_SECONDS for
   the rest of the headers, an answer RESPONSE_TIMEOUT_SECONDS to be written.
-- **At the cap, the oldest connection that is not being answered is closed** to make room
-  (nginx reuses keep-alive connections the same way): idle or dripping clients cannot lock
-  Prometheus out, and nothing is accepted while every slot is busy answering (the kernel's
-  backlog holds the newcomers).
+- **At the cap, a connection that is not being answered is closed** to make room, the oldest
+  of those that sent nothing first, else the oldest waiting for its request (nginx reuses
+  keep-alive connections the same way): idle or dripping clients cannot lock Prometheus out,
+  and nothing is accepted while every slot is busy answering (the backlog holds newcomers).
 - **No busy loop on EMFILE/ENFILE**: accept() failing for lack of fds leaves the connection in
   the backlog, so the listener stays readable; the acceptor backs off (up to 1 s), closes the
   oldest idle connection, and logs once per episode.
@@ -146,6 +148,7 @@ class Conn:
     since: float = 0.0
     closed: bool = False
     killed: bool = False  # shut down by the table; its thread is about to close it
+    threaded: bool = False  # False while parked in the acceptor (nothing received yet)
     served: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -175,6 +178,9 @@ class Connections:
         self._conns: set[Conn] = set()
         self.evicted = 0
         self.expired = 0
+        # How a killed connection without a thread yet is closed (the acceptor, which holds it
+        # in its selector, sets this); called outside the lock, from the acceptor's thread.
+        self.close_parked: Callable[[Conn], None] = self.remove
 
     def __len__(self) -> int:
         with self._cond:
@@ -203,21 +209,30 @@ class Connections:
         # Decided and done under the table's lock: a state change (new deadline) cannot slip
         # in between. kill() takes the connection's lock; nothing takes them the other way.
         with self._cond:
-            for conn in [c for c in self._conns if c.deadline <= now and not c.killed]:
+            late = [c for c in self._conns if c.deadline <= now and not c.killed]
+            for conn in late:
                 log.debug("connection deadline passed", extra={"state": conn.state})
                 self.expired += 1
                 conn.kill()
+        for conn in late:
+            if not conn.threaded:
+                self.close_parked(conn)
 
     def evict_oldest_waiting(self) -> bool:
-        """Close the connection that has waited longest for a request; False if all are busy."""
+        """Close the connection that has waited longest for a request; False if all are busy.
+
+        One that has sent nothing at all goes first: a scrape sends its request at once.
+        """
         with self._cond:  # as in expire(): a connection turning busy is never the victim
             waiting = [c for c in self._conns if c.state != BUSY and not c.killed]
-            victim = min(waiting, key=lambda c: c.since, default=None)
+            victim = min(waiting, key=lambda c: (c.threaded, c.since), default=None)
             if victim is None:
                 return False
             self.evicted += 1
             victim.kill()
-            return True
+        if not victim.threaded:
+            self.close_parked(victim)
+        return True
 
     def make_room(self, timeout: float) -> bool:
         """True when a new connection may be accepted (evicting one if needed).
@@ -243,6 +258,13 @@ class Connections:
             conns = list(self._conns)
         for conn in conns:
             conn.kill()
+            if not conn.threaded:
+                self.remove(conn)
+
+    def start_thread(self, conn: Conn, target: Callable[[Conn], None]) -> None:
+        with self._cond:
+            conn.threaded = True
+        threading.Thread(target=target, args=(conn,), name="http-conn", daemon=True).start()
 
 
 def _pending(listener: socket.socket) -> bool:
@@ -263,6 +285,7 @@ class Acceptor:
         self.serve = serve
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="http-accept", daemon=True)
+        self._sel: selectors.BaseSelector | None = None  # the acceptor thread's own
         self.fd_episodes = 0  # how often accept() ran out of fds (each logged once)
 
     def start(self) -> None:
@@ -271,6 +294,7 @@ class Acceptor:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        self.connections.close_parked = self.connections.remove
         for sock in self.listeners:
             sock.close()
         self.connections.kill_all()
@@ -278,26 +302,70 @@ class Acceptor:
     def _loop(self) -> None:
         backoff = 0.0
         with selectors.DefaultSelector() as sel:
+            self._sel = sel
+            self.connections.close_parked = self._close_parked
             for sock in self.listeners:
-                sel.register(sock, selectors.EVENT_READ)
+                sel.register(sock, selectors.EVENT_READ)  # data None: a listener
             while not self._stop.is_set():
-                self.connections.expire()
-                for key, _ in sel.select(timeout=TICK_SECONDS):
-                    if self._stop.is_set():
-                        return
-                    for i in range(ACCEPT_BURST):
-                        if i and not _pending(key.fileobj):
-                            break  # make room (evict) only for a connection that is waiting
-                        if not self.connections.make_room(timeout=TICK_SECONDS):
-                            break  # every slot busy answering: the backlog holds the newcomer
-                        backoff, more = self._accept(key.fileobj, backoff)
-                        if backoff:
-                            self._stop.wait(backoff)
-                        if not more or backoff:
-                            break
+                try:
+                    backoff = self._round(backoff)
+                except Exception:  # noqa: BLE001 - a dead acceptor would leave the port deaf
+                    log.exception("accepting connections failed; going on")
+                    self._stop.wait(TICK_SECONDS)
+
+    def _round(self, backoff: float) -> float:
+        self.connections.expire()
+        for key, _ in self._sel.select(timeout=TICK_SECONDS):
+            if self._stop.is_set():
+                break
+            if key.data is None:
+                backoff = self._accept_burst(key.fileobj, backoff)
+            else:
+                self._unpark(key.data)
+        return backoff
+
+    def _accept_burst(self, listener: socket.socket, backoff: float) -> float:
+        for i in range(ACCEPT_BURST):
+            if i and not _pending(listener):
+                break  # make room (evict) only for a connection that is waiting
+            self._unpark_ready()  # those that just sent their request: not evicted first
+            if not self.connections.make_room(timeout=TICK_SECONDS):
+                break  # every slot busy answering: the backlog holds the newcomer
+            backoff, more = self._accept(listener, backoff)
+            if backoff:
+                self._stop.wait(backoff)
+            if not more or backoff:
+                break
+        return backoff
+
+    def _unpark(self, conn: Conn) -> None:
+        """The first bytes (or EOF) arrived: the connection gets its thread."""
+        if conn.closed or conn.threaded:
+            return  # closed or unparked earlier in this same round of events
+        self._sel.unregister(conn.sock)
+        if conn.killed:
+            self.connections.remove(conn)
+            return
+        try:
+            self.connections.start_thread(conn, self._run)
+        except RuntimeError:  # can't start new thread
+            self.connections.remove(conn)
+
+    def _unpark_ready(self) -> None:
+        for key, _ in self._sel.select(timeout=0):
+            if key.data is not None:
+                self._unpark(key.data)
+
+    def _close_parked(self, conn: Conn) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self._sel.unregister(conn.sock)
+        self.connections.remove(conn)
 
     def _accept(self, listener: socket.socket, backoff: float) -> tuple[float, bool]:
-        """Accept one connection: (the back-off to apply, 0 when all is well; more waiting?)."""
+        """Accept one connection: (the back-off to apply, 0 when all is well; more waiting?).
+
+        It waits in the selector until it sends something: a connection that says nothing
+        costs an fd and a table entry, no thread."""
         try:
             sock, peer = listener.accept()
         except (BlockingIOError, InterruptedError):
@@ -318,11 +386,7 @@ class Acceptor:
         if backoff:
             log.info("accepting connections again", extra={"connections": len(self.connections)})
         conn = self.connections.add(sock, peer)
-        try:
-            threading.Thread(target=self._run, args=(conn,), name="http-conn", daemon=True).start()
-        except RuntimeError:  # can't start new thread
-            self.connections.remove(conn)
-            return MAX_BACKOFF_SECONDS, False
+        self._sel.register(sock, selectors.EVENT_READ, conn)
         return 0.0, True
 
     def _run(self, conn: Conn) -> None:

@@ -445,3 +445,23 @@ def test_tls_scrapes_get_in_past_silent_tls_connections(tmp_path, pki):
         for s in silent:
             s.close()
         web.stop()
+
+
+def test_the_acceptor_survives_an_error_in_a_round(monkeypatch, caplog):
+    web = serve()
+    calls = {"n": 0}
+    real = web.connections.expire
+
+    def flaky():
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("boom")
+        real()
+
+    monkeypatch.setattr(web.connections, "expire", flaky)
+    try:
+        wait_for(lambda: calls["n"] >= 3, 5, "acceptor rounds after the error")
+        assert http_get(f"http://127.0.0.1:{web.port}/healthz") == (200, b"ok\n")
+        assert "accepting connections failed" in caplog.text
+    finally:
+        web.stop()
