@@ -40,6 +40,7 @@ from exporter.weblisten import (
     bind,
     connection_cap,
     parse_listen_address,
+    whole_tls_record,
 )
 
 log = logging.getLogger("exporter.web")
@@ -269,7 +270,8 @@ class WebServer:
                 sock.close()
             raise
         self.connections = Connections(self.max_connections)
-        self.acceptor = Acceptor(self.listeners, self.connections, self._serve)
+        whole = {"whole": whole_tls_record} if guard is not None and guard.tls else {}
+        self.acceptor = Acceptor(self.listeners, self.connections, self._serve, **whole)
 
     @property
     def port(self) -> int:

@@ -13,10 +13,12 @@ What keeps an open port from exhausting the process:
   line and headers within HEADER_TIMEOUT_SECONDS of accepting (slowloris), an idle keep-alive
   connection gets IDLE_TIMEOUT_SECONDS for its next first byte then HEADER_TIMEOUT_SECONDS for
   the rest of the headers, an answer RESPONSE_TIMEOUT_SECONDS to be written.
-- **At the cap, a connection that is not being answered is closed** to make room, the oldest
-  of those that sent nothing first, else the oldest waiting for its request (nginx reuses
-  keep-alive connections the same way): idle or dripping clients cannot lock Prometheus out,
-  and nothing is accepted while every slot is busy answering (the backlog holds newcomers).
+- **At the cap, a connection that is not being answered is closed** to make room: the oldest
+  of those that sent nothing, else the oldest with a partial request or idle keep-alive, never
+  one whose first bytes were a whole request head during its first EVICT_GRACE_SECONDS (nginx
+  reuses keep-alive connections the same way): idle or dripping clients cannot lock
+  Prometheus out, and nothing is accepted while no connection can be closed (the backlog
+  holds newcomers).
 - **No busy loop on EMFILE/ENFILE**: accept() failing for lack of fds leaves the connection in
   the backlog, so the listener stays readable; the acceptor backs off (up to 1 s), closes the
   oldest idle connection, and logs once per episode.
@@ -44,12 +46,14 @@ IDLE_TIMEOUT_SECONDS = 60.0
 RESPONSE_TIMEOUT_SECONDS = 60.0
 DEFAULT_MAX_CONNECTIONS = 64
 FD_RESERVE = 32  # kept free for outbound connections to Rocket.Chat and files
+EVICT_GRACE_SECONDS = 0.25
 EVICTING_SLACK = 8  # closed connections whose threads have not let go of their fds yet
 # As deep as Go's (net.core.somaxconn, which the kernel clamps it to): a scrape arriving during
 # a connection flood waits in the queue; with a short queue its SYN is dropped and retried
 # a second later, past a 1 s scrape timeout.
 BACKLOG = 4096
 ACCEPT_BURST = 64
+PEEK_BYTES = 16384  # how much of a connection's first bytes are looked at (not consumed)
 MAX_BACKOFF_SECONDS = 1.0
 TICK_SECONDS = 0.2  # how often deadlines are checked (their resolution)
 FD_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -149,6 +153,7 @@ class Conn:
     closed: bool = False
     killed: bool = False  # shut down by the table; its thread is about to close it
     threaded: bool = False  # False while parked in the acceptor (nothing received yet)
+    whole: bool = False  # its first bytes held a whole request head (or TLS ClientHello)
     served: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -221,11 +226,21 @@ class Connections:
     def evict_oldest_waiting(self) -> bool:
         """Close the connection that has waited longest for a request; False if all are busy.
 
-        One that has sent nothing at all goes first: a scrape sends its request at once.
+        One that has sent nothing at all goes first, then one that sent part of a request. One
+        whose first bytes were a whole request head (as a scrape sends it) gets
+        EVICT_GRACE_SECONDS to be read and answered: a flood of newcomers cannot push it out
+        before its thread has run.
         """
+        now = self.clock()
         with self._cond:  # as in expire(): a connection turning busy is never the victim
-            waiting = [c for c in self._conns if c.state != BUSY and not c.killed]
-            victim = min(waiting, key=lambda c: (c.threaded, c.since), default=None)
+            waiting = [
+                c
+                for c in self._conns
+                if c.state != BUSY
+                and not c.killed
+                and not (c.whole and now - c.since < EVICT_GRACE_SECONDS)
+            ]
+            victim = min(waiting, key=lambda c: (c.threaded, c.whole, c.since), default=None)
             if victim is None:
                 return False
             self.evicted += 1
@@ -267,6 +282,11 @@ class Connections:
         threading.Thread(target=target, args=(conn,), name="http-conn", daemon=True).start()
 
 
+def whole_tls_record(data: bytes) -> bool:
+    """A whole TLS record (a ClientHello comes in one): type, version, 2-byte length, body."""
+    return len(data) >= 5 and len(data) >= 5 + int.from_bytes(data[3:5], "big")
+
+
 def _pending(listener: socket.socket) -> bool:
     return bool(select.select([listener], [], [], 0)[0])
 
@@ -279,10 +299,12 @@ class Acceptor:
         listeners: Sequence[socket.socket],
         connections: Connections,
         serve: Callable[[Conn], None],
+        whole: Callable[[bytes], bool] = lambda data: b"\r\n\r\n" in data,
     ):
         self.listeners = list(listeners)
         self.connections = connections
         self.serve = serve
+        self.whole = whole  # do these first bytes hold a whole request head?
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="http-accept", daemon=True)
         self._sel: selectors.BaseSelector | None = None  # the acceptor thread's own
@@ -346,6 +368,11 @@ class Acceptor:
         if conn.killed:
             self.connections.remove(conn)
             return
+        try:
+            first = conn.sock.recv(PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except OSError:
+            first = b""
+        conn.whole = self.whole(first)
         try:
             self.connections.start_thread(conn, self._run)
         except RuntimeError:  # can't start new thread

@@ -287,14 +287,12 @@ def test_a_second_listen_address_does_not_replace_the_first(tmp_path):
         (["--web.listen-address", "127.0.0.1:1", "--web.listen-address", "::1:2"], "[::1]:9875"),
     ],
 )
-def test_bad_web_flags_exit_2_before_serving(tmp_path, capsys, flags, message):
-    from exporter.cli import main
+def test_bad_web_flags_exit_2_before_serving(capsys, flags, message):
+    # serve() itself, not main(): main() would install log handlers on pytest's captured stderr.
+    from exporter.cli import build_parser, serve, web_options
 
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(
-        "servers:\n  - name: a\n    url: http://127.0.0.1:9\n    user_id: u\n    auth_token: t\n"
-    )
-    assert main(["--config.file", str(cfg), *flags]) == 2
+    args = build_parser().parse_args(flags)
+    assert serve(None, args.listen, **web_options(args)) == 2  # checked before the config is used
     assert message in capsys.readouterr().err
 
 

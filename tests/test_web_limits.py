@@ -345,7 +345,7 @@ def test_scrapes_and_polls_survive_1000_hostile_connections(tmp_path, nofile):
         print(
             f"\nRLIMIT_NOFILE={nofile}: client connections open {held[0]} (+{held[1]} to reopen), "
             f"{holder.max_connects} connects, {holder.closed_by_server} closed by the exporter; "
-            f"{len(ms)} scrapes, {len(failures)} failed; latency ms p50 "
+            f"{len(ms)} scrapes, {len(failures)} failed {failures[:3]}; latency ms p50 "
             f"{statistics.median(ms):.1f} p95 {ms[int(len(ms) * 0.95) - 1]:.1f} max {ms[-1]:.1f} "
             f"(baseline p50 {statistics.median(baseline):.1f}, max {max(baseline):.1f}); "
             f"Prometheus up over 12 s: {ups}; exporter CPU {cpu:.0%} of a core; "
@@ -465,3 +465,40 @@ def test_the_acceptor_survives_an_error_in_a_round(monkeypatch, caplog):
         assert "accepting connections failed" in caplog.text
     finally:
         web.stop()
+
+
+def test_eviction_order_silent_first_then_the_oldest_partial_request():
+    web = serve(max_connections=2)
+    url = f"http://127.0.0.1:{web.port}/healthz"
+
+    def partial() -> socket.socket:
+        s = socket.create_connection(("127.0.0.1", web.port))
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # no end of head yet
+        return s
+
+    def threaded() -> int:
+        return sum(c.threaded for c in web.connections._conns)
+
+    try:
+        first = partial()
+        wait_for(lambda: threaded() == 1, 5, "partial request unparked")
+        silent = socket.create_connection(("127.0.0.1", web.port))
+        wait_for(lambda: len(web.connections) == 2, 5, "both held")
+        assert http_get(url) == (200, b"ok\n")  # a whole request: room is made for it
+        assert closed_by_server(silent, timeout=5) < 5  # the silent one went, not the partial
+        first.settimeout(0.3)
+        with pytest.raises(TimeoutError):
+            first.recv(1)
+        second = partial()
+        wait_for(lambda: threaded() == 2, 5, "second partial request unparked")
+        assert http_get(url) == (200, b"ok\n")
+        assert closed_by_server(first, timeout=5) < 5  # the older partial one
+        second.close()
+    finally:
+        web.stop()
+
+
+def test_whole_tls_record():
+    assert weblisten.whole_tls_record(b"\x16\x03\x01\x00\x02ab")
+    assert not weblisten.whole_tls_record(b"\x16\x03\x01\x00\x03ab")
+    assert not weblisten.whole_tls_record(b"\x16\x03")
