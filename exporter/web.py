@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gzip as _gzip
 import html
+import io
 import logging
 import socket
 import ssl
@@ -21,6 +22,7 @@ import zlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
+from typing import cast
 
 from exporter import __version__
 from exporter.exposition import CONTENT_TYPE
@@ -129,7 +131,7 @@ def make_handler(
     telemetry_path: str = "/metrics",
     self_metrics: SelfMetrics | None = None,
 ):
-    self_metrics = self_metrics or SelfMetrics()
+    metrics = self_metrics or SelfMetrics()
 
     class Handler(BaseHTTPRequestHandler):
         """One connection. `self.server` is its Session (the connection's slot in the table)."""
@@ -137,16 +139,19 @@ def make_handler(
         server_version = f"rocketchat-omnichannel-exporter/{__version__}"
         protocol_version = "HTTP/1.1"
         timeout = IDLE_TIMEOUT_SECONDS  # per read or write; the table bounds each state in total
-        server: Session
+
+        @property
+        def session(self) -> Session:
+            return cast(Session, self.server)
 
         def handle_one_request(self) -> None:
-            session = self.server
+            session = self.session
             if session.conn.served:
                 # Keep-alive: wait for the next request's first byte (idle deadline), then the
                 # rest of its head must arrive within the header deadline.
                 session.state(IDLE)
                 try:
-                    if not self.rfile.peek(1):
+                    if not cast(io.BufferedReader, self.rfile).peek(1):
                         self.close_connection = True
                         return
                 except OSError:  # timeout, reset, or closed by the table
@@ -159,7 +164,7 @@ def make_handler(
         def parse_request(self) -> bool:
             if not super().parse_request():
                 return False
-            self.server.state(BUSY)
+            self.session.state(BUSY)
             if self.command in ("GET", "HEAD"):
                 return True
             # Any other method: 405 and close (an unread request body must not be parsed as
@@ -186,7 +191,7 @@ def make_handler(
             path = self.path.split("?", 1)[0]
             if path == telemetry_path:
                 gz = "gzip" in self.headers.get("Accept-Encoding", "")
-                page, fresh = publisher.page(clock(), gzipped=gz), self_metrics.render()
+                page, fresh = publisher.page(clock(), gzipped=gz), metrics.render()
                 body = gzip_with_tail(page, fresh) if gz else page + fresh
                 self._send(200, CONTENT_TYPE, body, gzip=gz)
             elif path == "/":
@@ -257,7 +262,10 @@ class WebServer:
         fd_reserve: int = FD_RESERVE,
         **kwargs,
     ):
-        addresses = [address] if isinstance(address[0], str) else list(address)
+        if isinstance(address[0], str):
+            addresses = [cast(tuple[str, int], address)]
+        else:
+            addresses = list(cast(Sequence[tuple[str, int]], address))
         self.guard = guard
         self.max_connections, self.cap_reason = connection_cap(max_connections, fd_reserve)
         self.handler = make_handler(publisher, guard=guard, telemetry_path=telemetry_path, **kwargs)

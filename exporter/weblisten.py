@@ -38,6 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 log = logging.getLogger("exporter.web")
 
@@ -69,11 +70,12 @@ STATE_TIMEOUTS = {
 def parse_listen_address(address: str) -> tuple[str, int]:
     """`:9875`, `0.0.0.0:9875`, `127.0.0.1:0`, `[::1]:9875` -> (host, port)."""
     host, sep, port = address.rpartition(":")
+    ok = True
     if host.startswith("[") and host.endswith("]") and ":" in host:
         host = host[1:-1]  # an IPv6 literal
     elif any(c in host for c in ":[]"):
-        host = None
-    if not sep or host is None or not port.isdigit() or int(port) > 65535:
+        ok = False  # an IPv6 address needs its brackets
+    if not sep or not ok or not port.isdigit() or int(port) > 65535:
         raise ValueError(
             f"--web.listen-address: {address!r} is not host:port (e.g. ':9875', "
             "'127.0.0.1:9875' or '[::1]:9875')"
@@ -307,7 +309,7 @@ class Acceptor:
         self.whole = whole  # do these first bytes hold a whole request head?
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="http-accept", daemon=True)
-        self._sel: selectors.BaseSelector | None = None  # the acceptor thread's own
+        self._sel: selectors.BaseSelector = selectors.DefaultSelector()  # the acceptor's own
         self.fd_episodes = 0  # how often accept() ran out of fds (each logged once)
 
     def start(self) -> None:
@@ -315,7 +317,8 @@ class Acceptor:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
+        if self._thread.ident is not None:  # started
+            self._thread.join(timeout=5)
         self.connections.close_parked = self.connections.remove
         for sock in self.listeners:
             sock.close()
@@ -323,8 +326,7 @@ class Acceptor:
 
     def _loop(self) -> None:
         backoff = 0.0
-        with selectors.DefaultSelector() as sel:
-            self._sel = sel
+        with self._sel as sel:
             self.connections.close_parked = self._close_parked
             for sock in self.listeners:
                 sel.register(sock, selectors.EVENT_READ)  # data None: a listener
@@ -341,7 +343,7 @@ class Acceptor:
             if self._stop.is_set():
                 break
             if key.data is None:
-                backoff = self._accept_burst(key.fileobj, backoff)
+                backoff = self._accept_burst(cast(socket.socket, key.fileobj), backoff)
             else:
                 self._unpark(key.data)
         return backoff

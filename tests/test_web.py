@@ -296,6 +296,7 @@ def test_bad_web_flags_exit_2_before_serving(capsys, flags, message):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a real process: full suite only (docs/testing.md)
 def test_real_process_serves_every_listen_address(tmp_path):
     """Through the real process: two (three with IPv6) --web.listen-address, a custom
     telemetry path, 405 for POST."""

@@ -290,6 +290,7 @@ def start_limited_exporter(tmp: Path, config: Path, nofile: int) -> tuple[Proces
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # real processes and a 12 s hold: full suite only (docs/testing.md)
 @pytest.mark.parametrize("nofile", [1024, 64])
 def test_scrapes_and_polls_survive_1000_hostile_connections(tmp_path, nofile):
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
