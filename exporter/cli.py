@@ -15,9 +15,11 @@ from collections.abc import Sequence
 from exporter import __version__, daystore, logs
 from exporter.config import Config, ConfigError, load_config
 from exporter.poller import ServerPoller, start_pollers
+from exporter.process_metrics import SelfMetrics
 from exporter.publisher import Publisher
 from exporter.web import WebServer, parse_listen_address
 from exporter.webconfig import WebConfigError, WebGuard
+from exporter.weblisten import DEFAULT_MAX_CONNECTIONS, FD_RESERVE, fd_reserve
 
 log = logging.getLogger("exporter")
 
@@ -43,8 +45,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--web.listen-address",
         dest="listen",
-        default=":9875",
-        help="address to serve /metrics on (default: :9875)",
+        metavar="ADDRESS",
+        action="append",
+        default=None,
+        help="address to listen on, repeatable: one listener each (default: :9875, all "
+        "interfaces, IPv6 and IPv4; e.g. 127.0.0.1:9875, [::1]:9875)",
+    )
+    p.add_argument(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        metavar="PATH",
+        default="/metrics",
+        help="path under which to expose metrics (default: /metrics)",
+    )
+    p.add_argument(
+        "--web.max-connections",
+        dest="max_connections",
+        metavar="N",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help=f"most HTTP connections open at once (default: {DEFAULT_MAX_CONNECTIONS}; lowered "
+        f"to keep {FD_RESERVE} fds + 2 per server free under the fd limit); at the cap the "
+        "longest-idle one is closed",
     )
     p.add_argument(
         "--web.config.file",
@@ -94,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warn_insecure(config)
     if args.command == "once":
         return once(config)
-    return serve(config, args.listen, guard=guard)
+    return serve(config, args.listen, guard=guard, **web_options(args))
 
 
 def describe(config: Config) -> str:
@@ -132,46 +154,75 @@ def once(config: Config) -> int:
             ok = poller.run_poll() and ok
         finally:
             poller.close()
-    sys.stdout.buffer.write(publisher.page(time.time()))
+    sys.stdout.buffer.write(publisher.page(time.time()) + SelfMetrics().render())
     sys.stdout.flush()
     return 0 if ok else 1
 
 
+def web_options(args: argparse.Namespace) -> dict:
+    return {"telemetry_path": args.telemetry_path, "max_connections": args.max_connections}
+
+
 def serve(
     config: Config,
-    listen: str,
+    listen: str | Sequence[str] | None,
     stop: threading.Event | None = None,
     guard: WebGuard | None = None,
+    telemetry_path: str = "/metrics",
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> int:
+    listen = [listen] if isinstance(listen, str) else list(listen or [":9875"])
     try:
-        address = parse_listen_address(listen)
+        addresses = [parse_listen_address(a) for a in listen]
+        _check_web_options(telemetry_path, max_connections)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     stop = stop or threading.Event()
     publisher = Publisher([s.name for s in config.servers], config.max_staleness)
     try:
-        web = WebServer(address, publisher, guard=guard)
+        web = WebServer(
+            addresses,
+            publisher,
+            guard=guard,
+            telemetry_path=telemetry_path,
+            max_connections=max_connections,
+            fd_reserve=fd_reserve(len(config.servers)),
+        )
     except OSError as exc:
-        print(f"error: --web.listen-address {listen}: {exc.strerror}", file=sys.stderr)
+        print(f"error: --web.listen-address {' '.join(listen)}: {exc.strerror}", file=sys.stderr)
         return 1
     _install_signal_handlers(stop)
     web.start()
     log.info(
         "listening",
         extra={
-            "address": listen,
+            "address": " ".join(web.addresses),
             "port": web.port,
+            "max_connections": web.max_connections,
+            "connection_cap": web.cap_reason,
             "scheme": web.scheme,
             "web": guard.config.describe() if guard is not None else "TLS off, no basic auth",
             "version": __version__,
         },
     )
+    if web.max_connections < max_connections:
+        log.warning("--web.max-connections lowered", extra={"reason": web.cap_reason})
     start_pollers(config, publisher, stop)
     stop.wait()
     log.info("shutting down")
     web.stop()
     return 0
+
+
+def _check_web_options(telemetry_path: str, max_connections: int) -> None:
+    if not telemetry_path.startswith("/") or telemetry_path in ("/", "/healthz", "/readyz"):
+        raise ValueError(
+            f"--web.telemetry-path: {telemetry_path!r} must start with '/' and not be '/', "
+            "'/healthz' or '/readyz' (e.g. /metrics)"
+        )
+    if max_connections < 1:
+        raise ValueError(f"--web.max-connections: {max_connections} must be at least 1 (e.g. 64)")
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:
@@ -229,6 +280,6 @@ def demo(args: argparse.Namespace, guard: WebGuard | None = None) -> int:
         config = load_config(path)
         log.info("demo: simulated Rocket.Chat with 50 agents", extra={"url": sim_server.url})
         try:
-            return serve(config, args.listen, guard=guard)
+            return serve(config, args.listen, guard=guard, **web_options(args))
         finally:
             sim_server.stop()

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import attrgetter
 
-from exporter import __version__
 from exporter.model import ParseStats
 from exporter.snapshot import ServerSnapshot
 
@@ -423,9 +422,8 @@ FAMILIES: tuple[Family, ...] = (
     ),
 )
 
-METRIC_NAMES: tuple[str, ...] = tuple(PREFIX + f.name for f in FAMILIES) + (
-    PREFIX + "exporter_build_info",
-)
+# build_info and process_* are appended per scrape by the web layer (process_metrics.py).
+METRIC_NAMES: tuple[str, ...] = tuple(PREFIX + f.name for f in FAMILIES)
 
 
 class ServerPage:
@@ -472,11 +470,6 @@ def _header(family: Family) -> bytes:
 
 
 _HEADERS = tuple(_header(f) for f in FAMILIES)
-_BUILD_INFO = (
-    f"# HELP {PREFIX}exporter_build_info Build information of the exporter (constant 1).\n"
-    f"# TYPE {PREFIX}exporter_build_info gauge\n"
-    f"{PREFIX}exporter_build_info{_labels(version=__version__)} 1\n"
-).encode()
 
 
 def _deflate(data: bytes) -> bytes:
@@ -490,7 +483,6 @@ def _deflate(data: bytes) -> bytes:
 
 
 _HEADERS_DEFLATED = tuple(_deflate(h) for h in _HEADERS)
-_BUILD_INFO_DEFLATED = _deflate(_BUILD_INFO)
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, mtime 0, OS unknown
 _FINAL_BLOCK = b"\x03\x00"  # an empty, final fixed-Huffman block
 
@@ -513,8 +505,6 @@ def join(pages: Sequence[ServerPage]) -> tuple[bytes, bytes]:
         plain.extend(chunks)
         packed.append(_HEADERS_DEFLATED[i])
         packed.extend(p.deflated[i] for p in pages if p.chunks[i])
-    plain.append(_BUILD_INFO)
-    packed.append(_BUILD_INFO_DEFLATED)
     page = b"".join(plain)
     trailer = struct.pack("<II", zlib.crc32(page), len(page) & 0xFFFFFFFF)
     return page, b"".join((_GZIP_HEADER, *packed, _FINAL_BLOCK, trailer))

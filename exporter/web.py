@@ -1,39 +1,55 @@
 """The exporter's HTTP endpoint: /metrics, a landing page, /healthz and /readyz.
 
-Scrapes only read the pre-rendered page from the publisher; they never call Rocket.Chat.
-Optional TLS and basic auth come from `--web.config.file` (see webconfig.py): the TLS
-handshake happens in the connection's own thread, so a slow client cannot stall the others.
+Scrapes only read the pre-rendered page from the publisher (plus the per-scrape process_* and
+build_info lines); they never call Rocket.Chat. Optional TLS and basic auth come from
+`--web.config.file` (see webconfig.py): the TLS handshake happens in the connection's own
+thread, so a slow client cannot stall the others. Listening sockets, the connection cap and the
+deadlines are in weblisten.py.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip as _gzip
 import html
+import io
 import logging
 import socket
 import ssl
-import threading
+import struct
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+from typing import cast
 
 from exporter import __version__
 from exporter.exposition import CONTENT_TYPE
+from exporter.process_metrics import SelfMetrics
 from exporter.publisher import Publisher
 from exporter.webconfig import HANDSHAKE_TIMEOUT_SECONDS, WebGuard
+from exporter.weblisten import (
+    BUSY,
+    DEFAULT_MAX_CONNECTIONS,
+    FD_RESERVE,
+    HEADERS,
+    IDLE,
+    IDLE_TIMEOUT_SECONDS,
+    Acceptor,
+    Conn,
+    Connections,
+    bind,
+    connection_cap,
+    parse_listen_address,
+    whole_tls_record,
+)
 
 log = logging.getLogger("exporter.web")
 
 
-def parse_listen_address(address: str) -> tuple[str, int]:
-    """`:9875`, `0.0.0.0:9875`, `127.0.0.1:0`, `[::1]:9875` -> (host, port)."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError(
-            f"--web.listen-address: {address!r} is not host:port (e.g. ':9875' or '127.0.0.1:9875')"
-        )
-    return host.strip("[]"), int(port)
+__all__ = ["WebServer", "landing_page", "parse_listen_address"]
+ALLOW = "GET, HEAD"
 
 
 def _when(ts: float | None, now: float) -> str:
@@ -43,7 +59,7 @@ def _when(ts: float | None, now: float) -> str:
     return f"{stamp} ({now - ts:.0f} s ago)"
 
 
-def landing_page(publisher: Publisher, now: float) -> bytes:
+def landing_page(publisher: Publisher, now: float, metrics_path: str = "/metrics") -> bytes:
     rows = []
     for view in publisher.views(now):
         h = view.health
@@ -67,13 +83,14 @@ def landing_page(publisher: Publisher, now: float) -> bytes:
             )
             + "</tr>"
         )
+    href = html.escape(metrics_path.lstrip("/"), quote=True)
     body = f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>Rocket.Chat Omnichannel Exporter</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:left}}</style>
 </head><body>
 <h1>Rocket.Chat Omnichannel Exporter</h1>
 <p>Version {html.escape(__version__)}. Metrics come from background polling of Rocket.Chat.</p>
-<p><a href="metrics">Metrics</a> &middot; <a href="healthz">Health</a> &middot;
+<p><a href="{href}">Metrics</a> &middot; <a href="healthz">Health</a> &middot;
 <a href="readyz">Readiness</a></p>
 <table><tr><th>Server</th><th>State</th><th>Last poll</th><th>Last success</th>
 <th>Last error</th><th>Warnings</th></tr>
@@ -83,18 +100,83 @@ def landing_page(publisher: Publisher, now: float) -> bytes:
     return body.encode("utf-8", "replace")  # text is cleaned at the edge; this is a backstop
 
 
-IDLE_TIMEOUT_SECONDS = 60.0  # an idle keep-alive connection does not pin a thread forever
+_FINAL_BLOCK = b"\x03\x00"  # an empty final deflate block, as exposition.join ends its stream
+_SYNC_FLUSH = b"\x00\x00\xff\xff"  # the empty stored block a sync flush ends a segment with
+
+
+def gzip_with_tail(gz: bytes, tail: bytes) -> bytes:
+    """The publisher's gzip page with `tail` appended, still ONE gzip member.
+
+    exposition.join ends the page's deflate stream with sync-flushed segments and an empty
+    final block: dropping that block (and the trailer) leaves a stream that a freshly deflated
+    tail can continue, with the trailer's CRC-32 continued from the page's. One member, since
+    not every client reads concatenated members (httpx, for one, stops after the first). Any
+    other input is recompressed: slower, never wrong.
+    """
+    body = gz[:-10]
+    ours = gz[-10:-8] == _FINAL_BLOCK and (len(body) == 10 or body.endswith(_SYNC_FLUSH))
+    if len(gz) < 20 or not ours:
+        return _gzip.compress(_gzip.decompress(gz) + tail, compresslevel=1, mtime=0)
+    crc, size = struct.unpack("<II", gz[-8:])
+    z = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+    end = z.compress(tail) + z.flush(zlib.Z_FINISH)
+    total = (size + len(tail)) & 0xFFFFFFFF
+    return b"".join((body, end, struct.pack("<II", zlib.crc32(tail, crc), total)))
 
 
 def make_handler(
     publisher: Publisher,
     clock: Callable[[], float] = time.time,
     guard: WebGuard | None = None,
+    telemetry_path: str = "/metrics",
+    self_metrics: SelfMetrics | None = None,
 ):
+    metrics = self_metrics or SelfMetrics()
+
     class Handler(BaseHTTPRequestHandler):
+        """One connection. `self.server` is its Session (the connection's slot in the table)."""
+
         server_version = f"rocketchat-omnichannel-exporter/{__version__}"
         protocol_version = "HTTP/1.1"
-        timeout = IDLE_TIMEOUT_SECONDS
+        timeout = IDLE_TIMEOUT_SECONDS  # per read or write; the table bounds each state in total
+
+        @property
+        def session(self) -> Session:
+            return cast(Session, self.server)
+
+        def handle_one_request(self) -> None:
+            session = self.session
+            if session.conn.served:
+                # Keep-alive: wait for the next request's first byte (idle deadline), then the
+                # rest of its head must arrive within the header deadline.
+                session.state(IDLE)
+                try:
+                    if not cast(io.BufferedReader, self.rfile).peek(1):
+                        self.close_connection = True
+                        return
+                except OSError:  # timeout, reset, or closed by the table
+                    self.close_connection = True
+                    return
+                session.state(HEADERS)
+            session.conn.served += 1
+            super().handle_one_request()
+
+        def parse_request(self) -> bool:
+            if not super().parse_request():
+                return False
+            self.session.state(BUSY)
+            if self.command in ("GET", "HEAD"):
+                return True
+            # Any other method: 405 and close (an unread request body must not be parsed as
+            # the next request).
+            self.close_connection = True
+            self._send(
+                405,
+                "text/plain; charset=utf-8",
+                b"method not allowed\n",
+                extra={"Allow": ALLOW, "Connection": "close"},
+            )
+            return False
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             if guard is not None and not guard.authorized(self.headers.get("Authorization")):
@@ -107,12 +189,14 @@ def make_handler(
                 )
                 return
             path = self.path.split("?", 1)[0]
-            if path == "/metrics":
+            if path == telemetry_path:
                 gz = "gzip" in self.headers.get("Accept-Encoding", "")
-                body = publisher.page(clock(), gzipped=gz)
+                page, fresh = publisher.page(clock(), gzipped=gz), metrics.render()
+                body = gzip_with_tail(page, fresh) if gz else page + fresh
                 self._send(200, CONTENT_TYPE, body, gzip=gz)
             elif path == "/":
-                self._send(200, "text/html; charset=utf-8", landing_page(publisher, clock()))
+                page = landing_page(publisher, clock(), metrics_path=telemetry_path)
+                self._send(200, "text/html; charset=utf-8", page)
             elif path == "/healthz":
                 self._send(200, "text/plain; charset=utf-8", b"ok\n")
             elif path == "/readyz":
@@ -153,61 +237,98 @@ def make_handler(
     return Handler
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
+class Session:
+    """What a handler sees as `self.server`: its connection and a way to change its state."""
 
-    def __init__(self, address, handler, guard: WebGuard | None):  # noqa: ANN001
-        self.guard = guard
-        super().__init__(address, handler)
+    def __init__(self, conn: Conn, connections: Connections):
+        self.conn = conn
+        self._connections = connections
 
-    def finish_request(self, request, client_address) -> None:  # noqa: ANN001
-        context = self.guard.ssl_context() if self.guard is not None else None
-        if context is None:
-            super().finish_request(request, client_address)
-            return
-        # The handshake runs here, in the connection's thread, with a deadline: a client
-        # that connects and says nothing cannot hold up anyone else.
-        request.settimeout(HANDSHAKE_TIMEOUT_SECONDS)
-        try:
-            tls = context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError) as exc:
-            log.debug("TLS handshake failed", extra={"client": client_address[0], "err": str(exc)})
-            return
-        try:
-            super().finish_request(tls, client_address)
-        finally:
-            with contextlib.suppress(OSError):
-                tls.shutdown(socket.SHUT_RDWR)
-            tls.close()
+    def state(self, state: str) -> None:
+        self._connections.set_state(self.conn, state)
 
 
 class WebServer:
+    """Serves on one or more addresses ((host, port) tuples; '' = dual-stack any)."""
+
     def __init__(
         self,
-        address: tuple[str, int],
+        address: tuple[str, int] | Sequence[tuple[str, int]],
         publisher: Publisher,
         *,
         guard: WebGuard | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        telemetry_path: str = "/metrics",
+        fd_reserve: int = FD_RESERVE,
         **kwargs,
     ):
+        if isinstance(address[0], str):
+            addresses = [cast(tuple[str, int], address)]
+        else:
+            addresses = list(cast(Sequence[tuple[str, int]], address))
         self.guard = guard
-        self.httpd = _HTTPServer(address, make_handler(publisher, guard=guard, **kwargs), guard)
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True
-        )
+        self.max_connections, self.cap_reason = connection_cap(max_connections, fd_reserve)
+        self.handler = make_handler(publisher, guard=guard, telemetry_path=telemetry_path, **kwargs)
+        self.listeners: list[socket.socket] = []
+        try:
+            for host, port in addresses:
+                self.listeners.append(bind(host, port))
+        except OSError:
+            for sock in self.listeners:
+                sock.close()
+            raise
+        self.connections = Connections(self.max_connections)
+        whole = {"whole": whole_tls_record} if guard is not None and guard.tls else {}
+        self.acceptor = Acceptor(self.listeners, self.connections, self._serve, **whole)
 
     @property
     def port(self) -> int:
-        return self.httpd.server_address[1]
+        return self.ports[0]
+
+    @property
+    def ports(self) -> list[int]:
+        return [sock.getsockname()[1] for sock in self.listeners]
+
+    @property
+    def addresses(self) -> list[str]:
+        out = []
+        for sock in self.listeners:
+            host, port = sock.getsockname()[:2]
+            out.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        return out
 
     @property
     def scheme(self) -> str:
         return "https" if self.guard is not None and self.guard.tls else "http"
 
     def start(self) -> None:
-        self._thread.start()
+        self.acceptor.start()
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(timeout=5)
+        self.acceptor.stop()
+
+    def _serve(self, conn: Conn) -> None:
+        context = self.guard.ssl_context() if self.guard is not None else None
+        if context is not None:
+            # The handshake runs here, in the connection's thread, within the header deadline
+            # (the table can interrupt it: the wrapper is in place before it starts).
+            conn.sock.settimeout(HANDSHAKE_TIMEOUT_SECONDS)
+            with conn.lock:
+                if conn.killed:  # evicted or expired before its handshake began
+                    return
+                conn.sock = context.wrap_socket(
+                    conn.sock, server_side=True, do_handshake_on_connect=False
+                )
+            try:
+                conn.sock.do_handshake()
+            except (ssl.SSLError, OSError) as exc:
+                log.debug("TLS handshake failed", extra={"client": conn.peer[0], "err": str(exc)})
+                return
+        try:
+            self.handler(conn.sock, conn.peer, Session(conn, self.connections))
+        except OSError as exc:  # reset, timed out, or closed by the table
+            log.debug("connection ended", extra={"client": conn.peer[0], "err": str(exc)})
+        finally:
+            if context is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    conn.sock.shutdown(socket.SHUT_RDWR)

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter import process_metrics
 from exporter.exposition import METRIC_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +37,7 @@ RUNBOOK = REPO / "docs" / "runbook.md"
 # What the exporter emits: its own registry of families (tests/test_e2e.py checks that the real
 # process emits every one of them). A histogram's or summary's `_bucket`/`_sum`/`_count` (or a counter's `_created`) is accepted
 # only if it is in this set, i.e. only if the exporter really emits it.
-EMITTED_METRICS: frozenset[str] = frozenset(METRIC_NAMES)
+EMITTED_METRICS: frozenset[str] = frozenset(METRIC_NAMES) | frozenset(process_metrics.METRIC_NAMES)
 # Series Prometheus itself makes: the scrape's `up`, and ALERTS (dashboard alert annotations).
 PROMETHEUS_METRICS: frozenset[str] = frozenset({"up", "ALERTS"})
 

@@ -53,7 +53,9 @@ def test_benchmark_runs_at_size_s_and_its_figures_are_sane(tmp_path, capsys):
         figures = scrape[server]
         assert figures["scrapes"] >= 8  # 4 scrapers x 2
         assert 0 < figures["p50"] <= figures["p99"]
-    assert scrape["exporter"]["bytes"] == scrape["floor"]["bytes"] == scrape["page_bytes"]
+    assert scrape["floor"]["bytes"] == scrape["page_bytes"]
+    # The exporter's process_* values are read at each scrape: their digits may differ.
+    assert abs(scrape["exporter"]["bytes"] - scrape["page_bytes"]) <= 64
 
     assert 10 * 1024 < s["memory"]["peak_rss_kib"] < 2 * 1024 * 1024
     growth = data["growth"]

@@ -5,14 +5,26 @@ Prometheus scrapes the exporter every second; the metrics are read back through 
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import urllib.request
+import zlib
 from pathlib import Path
 
 import pytest
 
+from exporter import process_metrics
 from exporter.exposition import METRIC_NAMES
 from tests.promql_inventory import promql_inventory, rule_files
-from tests.support.procs import Process, Prometheus, free_port, http_get, start_exporter, wait_for
+from tests.support.procs import (
+    Process,
+    Prometheus,
+    free_port,
+    http_get,
+    require_binary,
+    start_exporter,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -138,7 +150,7 @@ def test_the_real_process_emits_every_registered_metric(stack):
         for line in body.decode().splitlines()
         if line and not line.startswith("#")
     }
-    assert emitted == set(METRIC_NAMES)
+    assert emitted == set(METRIC_NAMES) | set(process_metrics.METRIC_NAMES)
 
 
 def test_endpoints_and_secrets(stack):
@@ -169,3 +181,24 @@ def test_every_dashboard_query_returns_data_and_every_rule_evaluates(stack):
         if source.startswith("dashboard") and not result:
             empty.append(f"{source}: {expr}")
     assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
+
+
+def test_gzip_page_is_one_member_that_promtool_and_prometheus_read_whole(stack):
+    """/metrics gzipped: the page deflated once per poll, then process_* and build_info
+    deflated per scrape, in one gzip member; Prometheus must see both parts."""
+    url, prom, _exporter = stack
+    req = urllib.request.Request(url + "/metrics", headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        assert resp.headers["Content-Encoding"] == "gzip"
+        raw = resp.read()
+    one = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    text = one.decompress(raw) + one.flush()
+    assert one.eof and not one.unused_data  # one member, CRC and size checked
+    assert b"\nprocess_cpu_seconds_total " in text
+    check = subprocess.run(
+        [require_binary("promtool"), "check", "metrics"], input=text, capture_output=True
+    )
+    assert check.returncode == 0 and check.stdout + check.stderr == b"", check.stderr
+    info = prom.query("rocketchat_omnichannel_exporter_build_info")
+    assert {"version", "revision", "python_version"} <= set(info[0]["metric"])
+    assert prom.query("process_start_time_seconds") and prom.query("process_open_fds")

@@ -75,7 +75,6 @@ def test_render_has_every_metric_with_values():
         'rocketchat_omnichannel_api_requests_total{server="main",endpoint="agents",code="429"} 1'
         in text
     )
-    assert 'rocketchat_omnichannel_exporter_build_info{version="' in text
     assert 'rocketchat_omnichannel_window_agents_missing{server="main",window="today"} 4' in text
     assert 'rocketchat_omnichannel_fill_progress_ratio{server="main"} 0.4375' in text
     assert 'rocketchat_omnichannel_fill_eta_seconds{server="main"} 42' in text

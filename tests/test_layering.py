@@ -58,6 +58,8 @@ STAGES: dict[str, int] = {
     "exporter.poller": 7,
     "exporter.webconfig": 7,
     "exporter.web": 7,
+    "exporter.weblisten": 7,  # listeners, the connection cap and deadlines of the web stage
+    "exporter.process_metrics": 7,  # process_* and build_info, rendered per scrape by web
     "exporter.cli": 7,
     "exporter.__main__": 7,
 }

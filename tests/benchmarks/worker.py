@@ -160,9 +160,11 @@ def _metric(page: bytes, name: str) -> float | None:
 
 
 def _scrape(exp: Exporter, seconds: float, minimum: int, say: Any, name: str) -> dict[str, Any]:
+    from exporter.process_metrics import SelfMetrics
     from exporter.web import WebServer
 
-    page = exp.page()
+    # What a scrape of the exporter answers: the page and the per-scrape process_*/build_info.
+    page = exp.page() + SelfMetrics().render()
     registry = registry_of(page)
     gl_seconds, gl_bytes = generate_latest_seconds(registry)
     web = WebServer(("127.0.0.1", 0), exp.publisher, clock=exp.clock.now)

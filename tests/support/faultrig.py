@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import parse_config
 from exporter.poller import ServerPoller
+from exporter.process_metrics import PROCESS_METRIC_NAMES
 from exporter.publisher import Publisher
 from exporter.rocketchat.client import RocketChatClient
 from exporter.simulator import ManualClock, Simulator, SimulatorConfig, serve
@@ -46,6 +47,7 @@ HEALTH = {
     "server_info",
     "fill_progress_ratio",
     "fill_eta_seconds",
+    *PROCESS_METRIC_NAMES,  # the exporter's own process, appended per scrape
 }
 PREFIX = "rocketchat_omnichannel_"
 HISTORY_PATH = "/api/v1/livechat/analytics/agents/available-for-service-history"
