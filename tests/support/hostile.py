@@ -72,6 +72,8 @@ class HostileServer:
     def _headers(self, h: BaseHTTPRequestHandler, status: int = 200, **headers: str) -> None:
         h.send_response(status)
         h.send_header("Content-Type", "application/json")
+        # Every answer ends its connection: a retry never races a connection being closed.
+        h.send_header("Connection", "close")
         for name, value in headers.items():
             h.send_header(name.replace("_", "-"), value)
         h.end_headers()
