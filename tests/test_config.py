@@ -412,3 +412,17 @@ def test_agent_regexes_match_names_with_newlines():
         {"servers": [{"name": "a", "url": "http://127.0.0.1:1", "user_id": "u", "auth_token": "t"}]}
     )
     assert cfg.agents.wants("evil\nname")
+
+
+@pytest.mark.parametrize(
+    ("value", "size"),
+    [(67108864, 64 << 20), ("64MiB", 64 << 20), ("64 MB", 64 * 10**6), ("1.5GiB", 3 << 29)],
+)
+def test_max_response_size(value: object, size: int) -> None:
+    server = MINIMAL["servers"][0] | {"max_response_size": value}
+    config = parse_config(MINIMAL | {"servers": [server]}, environ={})
+    assert config.servers[0].max_response_size == size
+
+
+def test_max_response_size_default_is_64_mib() -> None:
+    assert parse_config(MINIMAL, environ={}).servers[0].max_response_size == 64 << 20

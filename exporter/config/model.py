@@ -116,6 +116,7 @@ class ServerConfig:
     verify_tls: bool = True
     ca_file: str | None = None  # CA bundle for verify_tls (PEM); None = system store
     timeout: float = 10.0
+    max_response_size: int = 64 << 20  # bytes of one answer, after decompression
     staffing: Staffing | None = None
 
 

@@ -80,6 +80,35 @@ def duration(ctx: Ctx, path: str, value: Any) -> Any:
     return seconds
 
 
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "kib": 1 << 10,
+    "mib": 1 << 20,
+    "gib": 1 << 30,
+}
+_SIZE_HINT = "a number of bytes, or with a unit: KiB, MiB, GiB (or KB, MB, GB)"
+
+
+def size(ctx: Ctx, path: str, value: Any, *, minimum: int = 1) -> Any:
+    """Bytes: 67108864, "64MiB", "64 MB"."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return ctx.add(path, f"must be a size ({_SIZE_HINT}), got {describe(value)}")
+    if isinstance(value, int):
+        number = value
+    else:
+        m = _SIZE.fullmatch(value.strip())
+        if m is None:
+            return ctx.add(path, f"invalid size {value!r} ({_SIZE_HINT})")
+        number = int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
+    if number < minimum:
+        return ctx.add(path, f"must be at least {minimum} bytes, got {number}")
+    return number
+
+
 def string(ctx: Ctx, path: str, value: Any, what: str) -> Any:
     if not isinstance(value, str):
         return ctx.add(path, f"must be {what} (a string), got {describe(value)}")

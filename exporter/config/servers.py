@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,6 +15,11 @@ from exporter.config.model import Secret, ServerConfig, Staffing, StaffingRule
 from exporter.config.sections import check_mapping, list_items, optional, required
 
 DEFAULT_TIMEOUT = 10.0
+# One `count=0` answer holds a whole day of history: about 20 MB for 20,000 agents with ten
+# sessions each. A larger answer is refused, so a broken or hostile server cannot exhaust
+# the exporter's memory (peak RSS stays under about twice this plus 100 MiB).
+DEFAULT_MAX_RESPONSE_SIZE = 64 << 20
+MIN_RESPONSE_SIZE = 64 << 10
 SERVER_KEYS = (
     "name",
     "url",
@@ -25,6 +31,7 @@ SERVER_KEYS = (
     "verify_tls",
     "ca_file",
     "timeout",
+    "max_response_size",
     "staffing",
 )
 STAFFING_KEYS = ("timezone", "default", "rules", "holidays")
@@ -137,12 +144,20 @@ def _server(ctx: Ctx, path: str, value: Any, top_staffing: Any) -> Any:
             join(path, "ca_file"), "is set but verify_tls is false (remove one of them)"
         )
     timeout = optional(ctx, section, path, "timeout", scalars.duration, DEFAULT_TIMEOUT)
+    max_size = optional(
+        ctx,
+        section,
+        path,
+        "max_response_size",
+        functools.partial(scalars.size, minimum=MIN_RESPONSE_SIZE),
+        DEFAULT_MAX_RESPONSE_SIZE,
+    )
     spec = top_staffing
     if "staffing" in section:  # an explicit `staffing:` (even empty) replaces the top-level one
         spec = section["staffing"]
         if spec is not None:
             spec = staffing_spec(ctx, join(path, "staffing"), spec)
-    values = (name, url, user_id, token, tz, verify, ca_file, timeout, spec)
+    values = (name, url, user_id, token, tz, verify, ca_file, timeout, max_size, spec)
     if BAD in values:
         return BAD
     return ServerConfig(
@@ -154,6 +169,7 @@ def _server(ctx: Ctx, path: str, value: Any, top_staffing: Any) -> Any:
         verify_tls=verify,
         ca_file=ca_file,
         timeout=timeout,
+        max_response_size=max_size,
         staffing=spec.resolve(tz) if spec is not None else None,
     )
 

@@ -38,7 +38,7 @@ from exporter.rocketchat.parse import (
     parse_history_page,
     unique_agents,
 )
-from exporter.rocketchat.transport import MAX_BODY_BYTES, Transport
+from exporter.rocketchat.transport import Transport
 from exporter.text import clean
 
 log = logging.getLogger("exporter.client")
@@ -94,7 +94,7 @@ class RocketChatClient:
         clock: Callable[[], float] = time.time,
         stop: threading.Event | None = None,
         rng: random.Random | None = None,
-        max_body_bytes: int = MAX_BODY_BYTES,
+        max_body_bytes: int | None = None,
     ):
         self.server = server
         self._tz = ZoneInfo(server.timezone)
@@ -107,7 +107,7 @@ class RocketChatClient:
             clock=clock,
             stop=stop,
             rng=rng,
-            max_body_bytes=max_body_bytes,
+            max_body_bytes=max_body_bytes or server.max_response_size,
         )
         self._pager = Pager(server.name, self._get_list, on_progress)
         self._states: dict[str, str | None] = {}  # log key -> current failure class
