@@ -34,6 +34,14 @@ class _Part:
     snapshot: ServerSnapshot | None  # held so that the id in `key` cannot be reused
 
 
+def fill_summary(health: ServerHealth) -> str:
+    """ "3 of 8 days, ETA 240 s" (for /readyz and the landing page)."""
+    text = f"{health.fill_days:.1f} of {health.fill_wanted} days".replace(".0 of", " of")
+    if health.fill_eta is not None:
+        text += f", ETA {health.fill_eta:.0f} s"
+    return text
+
+
 class Publisher:
     def __init__(self, servers: Sequence[str], max_staleness: float):
         self.max_staleness = max_staleness
@@ -96,7 +104,12 @@ class Publisher:
             if h.stalled:
                 out.append(f"{h.server}: {h.stalled}")
             elif h.last_success is None:
-                why = f"first poll failed: {h.last_error}" if h.last_error else "first poll running"
+                if h.last_error:
+                    why = f"first poll failed: {h.last_error}"
+                else:
+                    why = "first poll running"
+                    if h.fill_wanted and h.fill_ratio < 1:
+                        why += f", filling the history cache: {fill_summary(h)}"
                 out.append(f"{h.server}: {why}")
         return out
 

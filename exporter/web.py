@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import cast
 
 from exporter import __version__
-from exporter.exposition import CONTENT_TYPE
+from exporter.exposition import CONTENT_TYPE, ServerHealth
 from exporter.process_metrics import SelfMetrics
 from exporter.publisher import Publisher
 from exporter.webconfig import HANDSHAKE_TIMEOUT_SECONDS, WebGuard
@@ -59,6 +59,27 @@ def _when(ts: float | None, now: float) -> str:
     return f"{stamp} ({now - ts:.0f} s ago)"
 
 
+def fill_text(health: ServerHealth) -> str:
+    """The history cache's fill, for people: "complete", or
+    "37 % (3 of 8 days), about 4 min left"."""
+    ratio = health.fill_ratio
+    if ratio >= 1:
+        return "complete"
+    days = f"{health.fill_days:.1f}".removesuffix(".0")
+    text = f"{100 * ratio:.0f} % ({days} of {health.fill_wanted} days)"
+    if health.fill_eta is not None:
+        text += f", about {_duration(health.fill_eta)} left"
+    return text
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def landing_page(publisher: Publisher, now: float, metrics_path: str = "/metrics") -> bytes:
     rows = []
     for view in publisher.views(now):
@@ -75,6 +96,7 @@ def landing_page(publisher: Publisher, now: float, metrics_path: str = "/metrics
                 for cell in (
                     h.server,
                     state,
+                    fill_text(h),
                     _when(h.last_poll, now),
                     _when(h.last_success, now),
                     h.stalled or h.last_error or "-",
@@ -92,7 +114,8 @@ def landing_page(publisher: Publisher, now: float, metrics_path: str = "/metrics
 <p>Version {html.escape(__version__)}. Metrics come from background polling of Rocket.Chat.</p>
 <p><a href="{href}">Metrics</a> &middot; <a href="healthz">Health</a> &middot;
 <a href="readyz">Readiness</a></p>
-<table><tr><th>Server</th><th>State</th><th>Last poll</th><th>Last success</th>
+<table><tr><th>Server</th><th>State</th><th>History cache</th><th>Last poll</th>
+<th>Last success</th>
 <th>Last error</th><th>Warnings</th></tr>
 {"".join(rows)}
 </table></body></html>

@@ -243,7 +243,7 @@ def test_a_first_poll_that_froze_shows_up_zero():
     pub.beat("a", deadline=1100.0)
     assert b"rocketchat_omnichannel_up{" not in pub.page(1050.0)  # a long fill: no verdict yet
     assert b'rocketchat_omnichannel_up{server="a"} 0' in pub.page(1200.0)
-    assert pub.waiting_for(1050.0) == ["a: first poll running"]
+    assert pub.waiting_for(1050.0) == ["a: first poll running"]  # nothing known of a fill yet
 
 
 def test_a_render_reusing_the_previous_page_is_byte_identical():

@@ -15,6 +15,7 @@ from exporter.config import parse_config
 from exporter.poller import start_pollers
 from exporter.publisher import Publisher
 from exporter.simulator import Simulator, SimulatorConfig, serve
+from exporter.web import landing_page
 from tests.support.faultrig import TOKEN, USER_ID, parse_page
 from tests.support.procs import wait_for
 
@@ -62,7 +63,11 @@ def test_first_fill_shows_progress_and_publishes_today_early():
                 k[0] == "agent_available_seconds" and ("window", "7d") in k[1] for k in s
             )
             assert not any(k[0] == "available_agents_avg" and ("window", "7d") in k[1] for k in s)
-            assert publisher.waiting_for(time.time()) == ["rc: first poll running"]
+            (waiting,) = publisher.waiting_for(time.time())
+            assert waiting.startswith("rc: first poll running, filling the history cache: ")
+            assert " of 8 days" in waiting
+            page = landing_page(publisher, time.time()).decode()
+            assert " % (" in page and "days)" in page
         else:  # too fast to catch mid-way: the test says so rather than pass silently
             raise AssertionError(f"the fill finished before it could be observed: {s}")
 
