@@ -61,7 +61,11 @@ class ServerPoller:
         self._requests: Counter[tuple[str, str]] = Counter()
         # Every reason starts at 0 so that rate() sees the first failure.
         self._errors: Counter[str] = Counter(dict.fromkeys((*REASONS, "internal"), 0))
-        self._health = ServerHealth(server=server.name, poll_interval=config.poll_interval)
+        self._health = ServerHealth(
+            server=server.name,
+            poll_interval=config.poll_interval,
+            poll_errors=tuple(sorted(self._errors.items())),  # 0 from the start, for rate()
+        )
         self._stretched = False
         self._zone_warning = ""
         self._watched = False  # set by run(): only a real poller thread is watched
@@ -185,6 +189,7 @@ class ServerPoller:
             fill_wanted=fill.wanted,
             fill_eta=eta,
             requests=self._request_counts(),
+            poll_errors=tuple(sorted(self._errors.items())),
         )
         self.publisher.update(self._health, None, self.clock())
         step = int(10 * done / fill.days)
@@ -363,6 +368,8 @@ class ServerPoller:
     def run(self) -> None:
         self._watched = True
         self._beat()
+        # The error counters (all 0) and the fill's size are on /metrics from the start.
+        self.publisher.update(self._health, None, self.clock())
         self.log_server_info()
         while not self.stop.is_set():
             started = time.monotonic()

@@ -58,6 +58,7 @@ def test_first_fill_shows_progress_and_publishes_today_early():
             assert key("fill_eta_seconds") in s
             assert key("up") not in s  # no poll has finished: no verdict yet
             assert s[key("api_requests_total", endpoint="history", code="200")] >= 1
+            assert s[key("poll_errors_total", reason="rate_limited")] == 0  # there, at 0
             assert any(k[0] == "agent_available_seconds" for k in s)
             assert not any(
                 k[0] == "agent_available_seconds" and ("window", "7d") in k[1] for k in s
