@@ -2,7 +2,8 @@
 
 Production code never imports this package (except the `demo` command).
 
-It serves, over real HTTP, what /work/shared/reference/rocketchat-semantics.md describes:
+It serves, over real HTTP, Rocket.Chat's routes as docs/rocketchat-api.md and
+docs/rocketchat.md describe them (the real routes, query schemas and quirks):
 
 - GET /api/v1/livechat/analytics/agents/available-for-service-history  (route name "history")
 - GET /api/v1/livechat/users/agent                                      ("agents")
