@@ -1,6 +1,6 @@
 """On-disk store of final past days, so that a restart fetches only today from Rocket.Chat.
 
-A past day's history never changes once final (exporter/history.py), so the history cache
+A past day's history never changes once final (exporter/daycache.py), so the history cache
 writes each final day here and reads the days it wants back at start. One file per server
 and day, `<history_cache_dir>/server-<name>/<YYYY-MM-DD>.day`.
 

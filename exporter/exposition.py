@@ -339,7 +339,7 @@ FAMILIES: tuple[Family, ...] = (
         "agents_truncated",
         "gauge",
         "Agents Rocket.Chat counted for today but did not return (pagination rejected or capped).",
-        _samples(_snapshot_value(lambda s: s.truncated)),
+        _samples(_snapshot_value(lambda s: s.missing_agents)),
     ),
     Family(
         "window_complete",

@@ -62,7 +62,7 @@ class DayHistory:
     stats: ParseStats = field(default_factory=ParseStats)
 
     @property
-    def truncated(self) -> int:
+    def missing_agents(self) -> int:
         """Agents Rocket.Chat counted but did not return (pagination rejected or capped)."""
         return max(0, self.total - len(self.agents))
 

@@ -20,8 +20,8 @@ from datetime import date
 from zoneinfo import ZoneInfo
 
 from exporter.config.model import Config, ServerConfig
+from exporter.daycache import HistoryCache
 from exporter.exposition import ServerHealth
-from exporter.history import HistoryCache
 from exporter.localtime import local_date
 from exporter.model import LiveStatus
 from exporter.pastdays import PastDays

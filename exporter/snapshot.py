@@ -52,7 +52,7 @@ class ServerSnapshot:
     team: tuple[tuple[str, TeamWindow], ...]  # (window name, stats)
     status_counts: tuple[tuple[str, int], ...]  # (status, count)
     required_agents: int | None  # None without a staffing schedule
-    truncated: int
+    missing_agents: int  # today's: counted by Rocket.Chat, not returned (agents_truncated)
     anomalies: ParseStats
     # Per configured window: (name, complete, agents missing). A window is complete when every
     # day it touches is cached (an incomplete one has no other series while the cache fills);
@@ -83,12 +83,12 @@ def window_days(window: Window, now: float, tz: ZoneInfo) -> list[date]:
 
 
 def _window_status(inp: SnapshotInputs, now: float) -> tuple[tuple[str, bool, int], ...]:
-    truncated = {d.day: d.truncated for d in inp.days}
+    missing = {d.day: d.missing_agents for d in inp.days}
     out = []
     for w in inp.windows:
         days = window_days(w, now, inp.tz)
         complete = not inp.missing_days.intersection(days)
-        out.append((w.name, complete, max((truncated.get(d, 0) for d in days), default=0)))
+        out.append((w.name, complete, max((missing.get(d, 0) for d in days), default=0)))
     return tuple(out)
 
 
@@ -122,7 +122,7 @@ def build_snapshot(inp: SnapshotInputs, now: float, past: PastDays | None = None
         team=tuple((w.name, t) for w, t in zip(inp.windows, parts.team, strict=True)),
         status_counts=_status_counts(inp.live, live_agents, inp.agent_filter),
         required_agents=required_at(inp.staffing, now) if inp.staffing is not None else None,
-        truncated=inp.days[-1].truncated if inp.days else 0,
+        missing_agents=inp.days[-1].missing_agents if inp.days else 0,
         anomalies=sum((d.stats for d in inp.days), ParseStats()),
         window_status=status,
     )

@@ -207,7 +207,7 @@ def test_history_request_shape() -> None:
         "fullReport": "true",
         "count": "0",  # everything in one answer (API_Allow_Infinite_Count, on by default)
     }
-    assert set(day.agents) == {"a", "b"} and day.day == DAY and day.truncated == 0
+    assert set(day.agents) == {"a", "b"} and day.day == DAY and day.missing_agents == 0
     assert rig.codes == [("history", "200")]
 
 
@@ -270,7 +270,7 @@ def test_secret_with_header_breaking_characters_is_rejected_without_echo() -> No
 def test_count_zero_gets_a_whole_day_in_one_request() -> None:
     rig = Rig(paged_history(names(2500)))
     day = rig.client.fetch_history_day(DAY)
-    assert len(day.agents) == 2500 and day.truncated == 0
+    assert len(day.agents) == 2500 and day.missing_agents == 0
     assert len(rig.recorder.requests) == 1 and rig.recorder.params()["count"] == "0"
     assert rig.client.requests_per_poll == {"history": 1}
 
@@ -280,7 +280,7 @@ def test_pages_until_total_when_infinite_count_is_off(caplog) -> None:
     everyone = names(250)
     rig = Rig(paged_history(everyone, infinite=False))
     day = rig.client.fetch_history_day(DAY)
-    assert len(day.agents) == 250 and day.total == 250 and day.truncated == 0
+    assert len(day.agents) == 250 and day.total == 250 and day.missing_agents == 0
     # count=0 got the default 50; the rest in pages of 100 from where it stopped.
     assert [rig.recorder.params(i).get("offset") for i in range(3)] == [None, "50", "150"]
     assert [rig.recorder.params(i)["count"] for i in range(3)] == ["0", "100", "100"]
@@ -345,7 +345,7 @@ def test_empty_page_before_total_stops() -> None:
 
     rig = Rig(short)
     day = rig.client.fetch_history_day(DAY)
-    assert len(rig.recorder.requests) == 2 and day.truncated == 80
+    assert len(rig.recorder.requests) == 2 and day.missing_agents == 80
 
 
 def test_pagination_rejected_falls_back_once_and_warns_once(
@@ -354,8 +354,8 @@ def test_pagination_rejected_falls_back_once_and_warns_once(
     caplog.set_level(logging.DEBUG, logger="exporter.client")
     rig = Rig(rejecting_history(names(120)))
     day = rig.client.fetch_history_day(DAY)
-    assert len(day.agents) == 50 and day.total == 120 and day.truncated == 70
-    assert rig.client.truncated == {"history": 70}
+    assert len(day.agents) == 50 and day.total == 120 and day.missing_agents == 70
+    assert rig.client.missing_agents == {"history": 70}
     assert rig.codes == [("history", "400"), ("history", "200")]
     assert "count" not in rig.recorder.params(1)
     for _ in range(5):  # later polls: no rejected request, no new warning
@@ -372,7 +372,7 @@ def test_pagination_rejected_without_truncation_is_quiet(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     rig = Rig(rejecting_history(names(20)))
-    assert rig.client.fetch_history_day(DAY).truncated == 0
+    assert rig.client.fetch_history_day(DAY).missing_agents == 0
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
@@ -817,7 +817,7 @@ def test_live_status_pagination_rejected() -> None:
     rig = Rig(handler)
     live = rig.client.fetch_live_status()
     assert live.agents is not None and len(live.agents) == 50
-    assert rig.client.truncated == {"agents": 20}
+    assert rig.client.missing_agents == {"agents": 20}
 
 
 # ---- info ---------------------------------------------------------------------------------------

@@ -93,7 +93,7 @@ def test_fetch_one_day_exactly(rig_factory) -> None:
     )
     assert day.agents["alice"].reported_seconds == 4500
     assert day.agents["bob"].intervals == ()
-    assert day.total == 2 and day.truncated == 0
+    assert day.total == 2 and day.missing_agents == 0
     assert rig.sim.requests == {("history", 200): 1}
     assert rig.codes == [("history", "200")]
 
@@ -107,7 +107,7 @@ def test_count_zero_fetches_a_whole_day_in_one_request(rig_factory) -> None:
     rig = rig_factory(agents=260, off_day_rate=0.0, rate_limit=0)
     rig.clock.set(at(23))
     day = rig.client.fetch_history_day(DAY)
-    assert day.total > 200 and len(day.agents) == day.total and day.truncated == 0
+    assert day.total > 200 and len(day.agents) == day.total and day.missing_agents == 0
     assert rig.sim.requests == {("history", 200): 1}
     assert rig.client.requests_per_poll == {"history": 1}
     assert sum(len(a.intervals) for a in day.agents.values()) > day.total
@@ -117,7 +117,7 @@ def test_infinite_count_off_fetches_every_page(rig_factory) -> None:
     rig = rig_factory(agents=260, off_day_rate=0.0, rate_limit=0, allow_infinite_count=False)
     rig.clock.set(at(23))
     day = rig.client.fetch_history_day(DAY)
-    assert day.total > 200 and len(day.agents) == day.total and day.truncated == 0
+    assert day.total > 200 and len(day.agents) == day.total and day.missing_agents == 0
     # count=0 gets the default 50; then pages of 100 from offset 50.
     pages = 1 + -(-(day.total - 50) // 100)
     assert rig.sim.requests == {("history", 200): pages}
@@ -131,8 +131,8 @@ def test_pagination_rejected_falls_back_and_reports_truncation(
     rig.clock.set(at(23))
     first = rig.client.fetch_history_day(DAY)
     second = rig.client.fetch_history_day(DAY)
-    assert len(first.agents) == 50 and first.total == 120 and first.truncated == 70
-    assert second.truncated == 70
+    assert len(first.agents) == 50 and first.total == 120 and first.missing_agents == 70
+    assert second.missing_agents == 70
     assert rig.sim.requests == {("history", 400): 1, ("history", 200): 2}
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "received 50 of 120 agents" in warnings[0]

@@ -35,7 +35,7 @@ def snapshot(server="main", taken_at=1000.0, agent="alice") -> ServerSnapshot:
         team=(("1h", TeamWindow(3, 0.0, 2.0, 1.25, 60.0, 300.0)),),
         status_counts=(("available", 1), ("away", 0), ("busy", 0), ("offline", 2)),
         required_agents=2,
-        truncated=0,
+        missing_agents=0,
         anomalies=ParseStats(1, 0, 2),
         window_status=(("1h", True, 0), ("today", True, 4)),
     )

@@ -97,7 +97,7 @@ def test_doc_example_parses() -> None:
         Interval(ts("2021-11-24T08:51:15.623"), ts("2021-11-24T08:53:59.707")),
     )
     assert day.agents["max.yui"].intervals == ()
-    assert day.total == 2 and day.truncated == 0
+    assert day.total == 2 and day.missing_agents == 0
     assert day.stats == ParseStats()
 
 
@@ -178,7 +178,7 @@ def test_total_is_never_below_received() -> None:
     page = body([{"username": n} for n in "abc"], total=1)
     assert parse_history(DAY, page).total == 3
     assert parse_history(DAY, body([{"username": "a"}], total="x")).total == 1
-    assert parse_history(DAY, body([{"username": "a"}], total=5)).truncated == 4
+    assert parse_history(DAY, body([{"username": "a"}], total=5)).missing_agents == 4
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,7 @@ STAGES: dict[str, int] = {
     # the flow
     "exporter.config": 1,
     "exporter.rocketchat": 2,
-    "exporter.history": 3,
+    "exporter.daycache": 3,
     "exporter.daystore": 3,  # the history cache's days on disk (history_cache_dir)
     "exporter.availability": 4,
     "exporter.staffing": 4,

@@ -75,7 +75,7 @@ def test_agents_windows_reported_and_filter():
     assert rows["carol"].available is True
     assert rows["alice"].last_available == k(25, 1)
     assert dict(snap.status_counts) == {"available": 1, "away": 1, "busy": 0, "offline": 0}
-    assert snap.truncated == 1
+    assert snap.missing_agents == 1
     assert snap.required_agents is None
     team = dict(snap.team)
     assert team["1h"].active == 1 and team["1h"].unstaffed_seconds == 1800

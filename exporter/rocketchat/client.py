@@ -250,7 +250,7 @@ class RocketChatClient:
         )
 
     @property
-    def truncated(self) -> dict[str, int]:
+    def missing_agents(self) -> dict[str, int]:
         """Agents Rocket.Chat counted but did not return, per route, in the last fetch."""
         return dict(self._truncated)
 

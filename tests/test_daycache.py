@@ -3,8 +3,8 @@
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from exporter.daycache import FINAL_AFTER_SECONDS, HistoryCache
 from exporter.daystore import DayStore
-from exporter.history import FINAL_AFTER_SECONDS, HistoryCache
 from exporter.localtime import day_start, local_date
 from exporter.model import AgentDay, DayHistory, Interval
 
