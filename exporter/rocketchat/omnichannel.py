@@ -1,0 +1,65 @@
+"""Departments, the queue and agent load, fetched alongside availability without risking it.
+
+Departments change rarely: they are fetched on the first poll and then every
+`refresh_polls` polls (memberships come with the live status: `departments` on each agent of
+livechat/users/agent). The queue (livechat/inquiries.list) and the load (livechat/queue) are
+fetched every poll. Each route has its own rate-limit budget in Rocket.Chat, and each is one
+request per poll with count=0.
+
+A route that fails (403 without the permission, 404 on a server without it, anything else)
+makes its part "unknown" (None) for that poll: the exporter says so rather than publishing
+zero waiting chats, and the availability part of the poll goes on. The client logs one warning
+per failure class and one line when the route recovers. A server's departments, once read,
+are kept across a failed refresh (a department renamed or deleted shows up at the next good
+one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Protocol, runtime_checkable
+
+from exporter.model import Department, Load, Omnichannel, Queued
+from exporter.rocketchat.errors import RocketChatError
+
+DEFAULT_REFRESH_POLLS = 10
+
+
+@runtime_checkable
+class OmnichannelClient(Protocol):
+    def fetch_departments(self) -> tuple[Department, ...]: ...
+
+    def fetch_queue(self) -> tuple[tuple[Queued, ...], int]: ...
+
+    def fetch_load(self) -> tuple[Load, ...]: ...
+
+
+class OmnichannelFeed:
+    """One server's departments/queue/load. Not thread-safe: the poller thread owns it."""
+
+    def __init__(self, client: object, refresh_polls: int = DEFAULT_REFRESH_POLLS):
+        if not isinstance(client, OmnichannelClient):
+            raise TypeError(f"{type(client).__name__} cannot fetch departments or the queue")
+        self._client = client
+        self._refresh = max(1, refresh_polls)
+        self._polls = 0
+        self._departments: tuple[Department, ...] | None = None
+
+    def fetch(self) -> Omnichannel:
+        """This poll's departments, queue and load; each None where it could not be read."""
+        if self._polls % self._refresh == 0 or self._departments is None:
+            try:
+                self._departments = self._client.fetch_departments()
+            except RocketChatError as exc:
+                if exc.status in (403, 404):
+                    self._departments = None  # refused: unknown, not "the last we saw"
+        self._polls += 1
+        queue: tuple[Queued, ...] | None = None
+        total: int | None = None
+        # A failure is logged once by the client and exported as unknown.
+        with contextlib.suppress(RocketChatError):
+            queue, total = self._client.fetch_queue()
+        load: tuple[Load, ...] | None = None
+        with contextlib.suppress(RocketChatError):
+            load = self._client.fetch_load()
+        return Omnichannel(self._departments, queue, total, load)
