@@ -46,6 +46,7 @@ STAGES: dict[str, int] = {
     "exporter.staffing": 4,
     "exporter.sessions": 4,
     "exporter.zonecheck": 4,
+    "exporter.departments": 4,  # the team math per department, the queue and the load
     "exporter.snapshot": 5,
     "exporter.parts": 5,
     "exporter.pastdays": 5,
@@ -73,7 +74,13 @@ STAGE_NAMES = {
     6: "exposition",
     7: "web/cli",
 }
-MATH = ("exporter.availability", "exporter.staffing", "exporter.sessions", "exporter.zonecheck")
+MATH = (
+    "exporter.availability",
+    "exporter.staffing",
+    "exporter.sessions",
+    "exporter.zonecheck",
+    "exporter.departments",
+)
 # What pure modules (the math, and the snapshot built from it) may import from the package:
 # shared modules, the config's value types, and (for the snapshot) the math.
 PURE_ALLOWED = ("exporter.config.model",)

@@ -17,10 +17,14 @@ one).
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Protocol, runtime_checkable
 
+from exporter.config.model import Departments
 from exporter.model import Department, Load, Omnichannel, Queued
 from exporter.rocketchat.errors import RocketChatError
+
+log = logging.getLogger("exporter.client")
 
 DEFAULT_REFRESH_POLLS = 10
 
@@ -37,19 +41,52 @@ class OmnichannelClient(Protocol):
 class OmnichannelFeed:
     """One server's departments/queue/load. Not thread-safe: the poller thread owns it."""
 
-    def __init__(self, client: object, refresh_polls: int = DEFAULT_REFRESH_POLLS):
+    def __init__(
+        self,
+        client: object,
+        refresh_polls: int = DEFAULT_REFRESH_POLLS,
+        select: str | tuple[str, ...] = "all",
+        server: str = "",
+    ):
         if not isinstance(client, OmnichannelClient):
             raise TypeError(f"{type(client).__name__} cannot fetch departments or the queue")
         self._client = client
         self._refresh = max(1, refresh_polls)
+        self._select = select
+        self._server = server
         self._polls = 0
         self._departments: tuple[Department, ...] | None = None
+        self._missing: tuple[str, ...] = ()
+
+    @classmethod
+    def for_config(cls, client: object, cfg: Departments, server: str) -> OmnichannelFeed | None:
+        """The feed for `cfg`, or None when departments are off (nothing extra is asked)."""
+        if not cfg.enabled:
+            return None
+        return cls(client, cfg.refresh_polls, cfg.select, server)
+
+    def _check_names(self, departments: tuple[Department, ...]) -> None:
+        """Warn once per change about configured names that match no department."""
+        if isinstance(self._select, str):
+            return
+        known = {d.id for d in departments} | {d.name for d in departments}
+        missing = tuple(n for n in self._select if n not in known)
+        if missing != self._missing:
+            self._missing = missing
+            if missing:
+                names = ", ".join(sorted({d.name for d in departments})) or "none"
+                log.warning(
+                    f"departments: {', '.join(missing)} match no department on Rocket.Chat "
+                    f"(existing: {names}); fix the departments list in the config",
+                    extra={"server": self._server, "endpoint": "departments"},
+                )
 
     def fetch(self) -> Omnichannel:
         """This poll's departments, queue and load; each None where it could not be read."""
         if self._polls % self._refresh == 0 or self._departments is None:
             try:
                 self._departments = self._client.fetch_departments()
+                self._check_names(self._departments)
             except RocketChatError as exc:
                 if exc.status in (403, 404):
                     self._departments = None  # refused: unknown, not "the last we saw"
