@@ -729,12 +729,13 @@ class Simulator:
         if route == "departments":
             body = self.omni.departments_body(q, page)
         elif route == "inquiries":
-            body = self.omni.inquiries_body(q, page, sort)
+            body = self.omni.inquiries_body(q, page, sort, self._now_ms())
         else:
             with self._lock:
-                live = self._live_snapshot(self._now_ms())
+                now = self._now_ms()
+                live = self._live_snapshot(now)
                 by_user = {a.username: (a.id, *live[i]) for i, a in enumerate(self._agents)}
-            body = self.omni.load_body(q, page, by_user)
+            body = self.omni.load_body(q, page, by_user, now)
         return Reply(200, _dumps({**body, "success": True}))
 
     def _history(self, q: dict[str, Any]) -> Reply:

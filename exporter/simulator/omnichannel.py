@@ -87,6 +87,8 @@ class OmnichannelState:
     limits: dict[str, int] = field(default_factory=dict)  # username -> maxNumberSimultaneousChat
     queue: list[Inquiry] = field(default_factory=list)
     chats: dict[tuple[str, str | None], int] = field(default_factory=dict)  # (user, dep) -> open
+    generated: bool = False  # queue and load follow the clock (see `generate`)
+    _usernames: list[str] = field(default_factory=list)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -99,6 +101,46 @@ class OmnichannelState:
             dep_id = id or f"d{next(self._ids)}"
             self.departments[dep_id] = SimDepartment(dep_id, name, enabled, False, max_chats)
             return dep_id
+
+    def generate(self, departments: int, usernames: list[str]) -> None:
+        """`departments` departments "Department 1".."N"; agent i in department i mod N (every
+        fifth also in the next one, a few in none); a queue and open chats that fill and drain
+        with the clock: department k has (k + minute/2) mod 4 chats waiting, created 45 s
+        apart, and each available agent serves (its index + minute/5) mod 3 chats."""
+        with self._lock:
+            ids = [self.add_department(f"Department {k + 1}") for k in range(departments)]
+            for i, name in enumerate(usernames):
+                if not ids or i % 7 == 6:
+                    continue  # in no department
+                self.assign(name, ids[i % len(ids)])
+                if i % 5 == 0:
+                    self.assign(name, ids[(i + 1) % len(ids)])
+            self.generated = True
+            self._usernames = list(usernames)
+
+    def _queue_at(self, now_ms: int) -> list[Inquiry]:
+        if not self.generated:
+            return self.queue
+        minute = now_ms // 60_000
+        out = []
+        for k, dep_id in enumerate(sorted(self.departments)):
+            for j in range((k + minute // 2) % 4):
+                ts = (minute * 60_000) - 30_000 - j * 45_000
+                out.append(Inquiry(f"g{k}-{j}", f"rg{k}-{j}", ts, dep_id))
+        out.append(Inquiry("g-none", "rg-none", minute * 60_000 - 10_000, None))
+        return out
+
+    def _chats_at(self, now_ms: int) -> dict[tuple[str, str | None], int]:
+        if not self.generated:
+            return self.chats
+        step = now_ms // 300_000
+        out: dict[tuple[str, str | None], int] = {}
+        for i, name in enumerate(self._usernames):
+            n = (i + step) % 3
+            deps = sorted(self.members.get(name, ()))
+            if n:
+                out[(name, deps[0] if deps else None)] = n
+        return out
 
     def rename_department(self, dep_id: str, name: str) -> None:
         with self._lock:
@@ -182,7 +224,9 @@ class OmnichannelState:
             ]
         return _page("departments", items, page)
 
-    def inquiries_body(self, q: dict[str, Any], page: tuple[int, int], sort: list) -> dict:
+    def inquiries_body(
+        self, q: dict[str, Any], page: tuple[int, int], sort: list, now_ms: int
+    ) -> dict[str, Any]:
         with self._lock:
             wanted = q.get("department")
             dep = None
@@ -190,7 +234,8 @@ class OmnichannelState:
                 dep = next(
                     (d.id for d in self.departments.values() if wanted in (d.id, d.name)), None
                 )
-            chosen = [i for i in self.queue if dep is None or i.department == dep]
+            queue = self._queue_at(now_ms)
+            chosen = [i for i in queue if dep is None or i.department == dep]
             direction = dict(sort).get("ts", -1) if sort else -1
             chosen.sort(key=lambda i: (i.ts_ms, i.id), reverse=direction < 0)
             items = []
@@ -208,13 +253,17 @@ class OmnichannelState:
         return _page("inquiries", items, page)
 
     def load_body(
-        self, q: dict[str, Any], page: tuple[int, int], live: dict[str, tuple[str, str, str]]
+        self,
+        q: dict[str, Any],
+        page: tuple[int, int],
+        live: dict[str, tuple[str, str, str]],
+        now_ms: int,
     ) -> dict[str, Any]:
         """`live`: username -> (user id, presence, statusLivechat)."""
         include_offline = q.get("includeOfflineAgents") == "true"
         with self._lock:
             rows = []
-            for (username, dep_id), chats in self.chats.items():
+            for (username, dep_id), chats in self._chats_at(now_ms).items():
                 if username not in live or not chats:
                     continue
                 uid, presence, livechat = live[username]
