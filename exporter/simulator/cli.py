@@ -72,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     sim = Simulator(config)
     if args.departments > 0:
         sim.omni.generate(args.departments, [a.username for a in sim.agents])
+        # One agent per department stays available whatever the generated shifts say, so a
+        # demo (and the end-to-end test) always has chat slots to show.
+        for dep_id in sorted(sim.omni.departments):
+            first = next((u for u, ids in sorted(sim.omni.members.items()) if dep_id in ids), None)
+            if first is not None:
+                sim.set_live(first, status="online", status_livechat="available")
     host, port = args.listen
     try:
         server = serve(sim, host, port)
