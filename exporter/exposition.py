@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import attrgetter
 
+from exporter.exposition_departments import DEPARTMENT_FAMILIES
 from exporter.model import ParseStats
 from exporter.snapshot import ServerSnapshot
 
@@ -236,89 +237,20 @@ def _requests(view: ServerView) -> Iterable[Sample]:
         yield _labels(server=view.health.server, endpoint=endpoint, code=code), count
 
 
+def _labelled(extract: Callable[[ServerSnapshot], Iterable[tuple[dict[str, str], float]]]):
+    """Samples from an extractor of (labels, value) pairs over a snapshot (departments)."""
+
+    def samples(view: ServerView) -> Iterable[Sample]:
+        if view.snapshot is not None:
+            for labels, value in extract(view.snapshot):
+                yield _labels(**labels), value
+
+    return samples
+
+
 def _poll_errors(view: ServerView) -> Iterable[Sample]:
     for reason, count in view.health.poll_errors:
         yield _labels(server=view.health.server, reason=reason), count
-
-
-# ---- departments, queue, load (only with `departments` on) ------------------------------------
-
-
-def _departments(view: ServerView):  # type: ignore[no-untyped-def]
-    snap = view.snapshot
-    return snap.departments if snap is not None else None
-
-
-def _known(view: ServerView) -> Iterable[Sample]:
-    deps = _departments(view)
-    if deps is not None:
-        for part, known in deps.known:
-            yield _labels(server=view.snapshot.server, part=part), int(known)  # type: ignore[union-attr]
-
-
-def _queue_total(value: Callable):
-    def extract(view: ServerView) -> Iterable[Sample]:
-        deps = _departments(view)
-        if deps is not None:
-            v = value(deps)
-            if v is not None:
-                yield _labels(server=view.snapshot.server), v  # type: ignore[union-attr]
-
-    return extract
-
-
-def _department_value(value: Callable):
-    def extract(view: ServerView) -> Iterable[Sample]:
-        deps = _departments(view)
-        if deps is None:
-            return
-        server = view.snapshot.server  # type: ignore[union-attr]
-        for row in deps.rows:
-            v = value(row)
-            if v is not None:
-                yield _labels(server=server, department=row.department), v
-
-    return extract
-
-
-def _department_status(view: ServerView) -> Iterable[Sample]:
-    deps = _departments(view)
-    if deps is None:
-        return
-    server = view.snapshot.server  # type: ignore[union-attr]
-    for row in deps.rows:
-        for status, count in row.status_counts or ():
-            yield _labels(server=server, department=row.department, status=status), count
-
-
-def _department_team(value: Callable):
-    def extract(view: ServerView) -> Iterable[Sample]:
-        deps = _departments(view)
-        if deps is None:
-            return
-        server = view.snapshot.server  # type: ignore[union-attr]
-        for row in deps.rows:
-            for window, team in row.team:
-                v = value(team)
-                if v is not None:
-                    yield _labels(server=server, department=row.department, window=window), v
-
-    return extract
-
-
-def _occupancy(row) -> float | None:  # type: ignore[no-untyped-def]
-    if row.open_chats is None or not row.chat_slots:
-        return None
-    return row.open_chats / row.chat_slots
-
-
-def _agent_chats(view: ServerView) -> Iterable[Sample]:
-    deps = _departments(view)
-    if deps is None:
-        return
-    server = view.snapshot.server  # type: ignore[union-attr]
-    for agent, chats in deps.agent_open_chats:
-        yield _labels(server=server, agent=agent), chats
 
 
 FAMILIES: tuple[Family, ...] = (
@@ -500,120 +432,11 @@ FAMILIES: tuple[Family, ...] = (
         "Failed polls by reason.",
         _samples(_poll_errors),
     ),
-    # Departments, queue and load: absent unless `departments` is on (docs/departments.md).
-    Family(
-        "omnichannel_known",
-        "gauge",
-        "1 if the exporter could read this part (departments, membership, queue, load) this"
-        " poll, 0 if it is unknown (route refused or missing): its series are then absent,"
-        " never 0.",
-        _samples(_known),
-    ),
-    Family(
-        "queued_chats",
-        "gauge",
-        "Chats waiting in the Omnichannel queue (Rocket.Chat's total of queued inquiries).",
-        _samples(_queue_total(lambda d: d.queued)),
-    ),
-    Family(
-        "queue_oldest_created_timestamp_seconds",
-        "gauge",
-        "Creation time of the oldest queued chat (absent when none waits); a chat returned to"
-        " the queue counts from its creation. Age: time() minus this.",
-        _samples(_queue_total(lambda d: d.oldest_queued)),
-    ),
-    Family(
-        "queue_wait_warning_seconds",
-        "gauge",
-        "The configured queue_wait_warning: the oldest-wait alert's threshold.",
-        _samples(_queue_total(lambda d: d.queue_wait_warning)),
-    ),
-    Family(
-        "department_queued_chats",
-        "gauge",
-        "Chats waiting in the queue for the department.",
-        _samples(_department_value(lambda r: r.queued)),
-    ),
-    Family(
-        "department_queue_oldest_created_timestamp_seconds",
-        "gauge",
-        "Creation time of the department's oldest queued chat (absent when none waits).",
-        _samples(_department_value(lambda r: r.oldest_queued)),
-    ),
-    Family(
-        "department_agents",
-        "gauge",
-        "The department's agents by live status (available, away, busy, offline).",
-        _samples(_department_status),
-    ),
-    Family(
-        "department_required_agents",
-        "gauge",
-        "Agents the staffing schedule requires now in the department (rules naming it).",
-        _samples(_department_value(lambda r: r.required_agents)),
-    ),
-    Family(
-        "department_agents_active",
-        "gauge",
-        "The department's agents with at least one availability interval in the window.",
-        _samples(_department_team(lambda t: t.active)),
-    ),
-    Family(
-        "department_available_agents_min",
-        "gauge",
-        "Minimum number of the department's agents available at once over the window.",
-        _samples(_department_team(lambda t: t.min)),
-    ),
-    Family(
-        "department_available_agents_max",
-        "gauge",
-        "Maximum number of the department's agents available at once over the window.",
-        _samples(_department_team(lambda t: t.max)),
-    ),
-    Family(
-        "department_available_agents_avg",
-        "gauge",
-        "Time-weighted mean number of the department's agents available over the window.",
-        _samples(_department_team(lambda t: t.avg)),
-    ),
-    Family(
-        "department_unstaffed_seconds",
-        "gauge",
-        "Seconds of the window with none of the department's agents available.",
-        _samples(_department_team(lambda t: t.unstaffed_seconds)),
-    ),
-    Family(
-        "department_understaffed_seconds",
-        "gauge",
-        "Seconds of the window with fewer of the department's agents available than its"
-        " schedule required.",
-        _samples(_department_team(lambda t: t.understaffed_seconds)),
-    ),
-    Family(
-        "department_open_chats",
-        "gauge",
-        "Open chats served by the department's online, available agents (livechat/queue).",
-        _samples(_department_value(lambda r: r.open_chats)),
-    ),
-    Family(
-        "department_chat_slots",
-        "gauge",
-        "Chats the department's available agents can take at once: each agent's"
-        " simultaneous-chat limit (agent, else department, else chats_per_agent).",
-        _samples(_department_value(lambda r: r.chat_slots)),
-    ),
-    Family(
-        "department_occupancy_ratio",
-        "gauge",
-        "Open chats divided by chat slots (absent without slots); 1 = every slot taken.",
-        _samples(_department_value(_occupancy)),
-    ),
-    Family(
-        "agent_open_chats",
-        "gauge",
-        "Open chats the agent serves now (online, available agents; per_agent only).",
-        _samples(_agent_chats),
-    ),
+)
+# Departments, queue and load: absent unless `departments` is on (docs/departments.md).
+FAMILIES += tuple(
+    Family(name, kind, help_text, _samples(_labelled(extract)))
+    for name, kind, help_text, extract in DEPARTMENT_FAMILIES
 )
 
 # build_info and process_* are appended per scrape by the web layer (process_metrics.py).

@@ -55,6 +55,7 @@ STAGES: dict[str, int] = {
     "exporter.backfill_output": 7,
     "exporter.backfill_progress": 7,
     "exporter.backfill": 7,  # the backfill command: owns time, like the poller
+    "exporter.exposition_departments": 6,  # the department families of /metrics
     "exporter.publisher": 6,
     "exporter.poller": 7,
     "exporter.webconfig": 7,
