@@ -13,13 +13,14 @@ refused), per-department agent figures are unknown and only the queue and load a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from exporter.availability import TeamWindow, bridge_midnight_splits, team_windows
 from exporter.config.model import AgentFilter, Departments, Staffing, Window
+from exporter.departments_past import DepartmentPast
 from exporter.localtime import day_start, local_date
 from exporter.model import (
     LIVE_STATUSES,
@@ -44,6 +45,8 @@ class DepartmentInputs:
     config: Departments
     data: Omnichannel
     staffing: tuple[tuple[str, Staffing], ...] = ()  # per department name or id
+    # The past days' part kept between polls (the poller owns it); None: from scratch.
+    past: DepartmentPast | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,13 +160,16 @@ def build_departments(inp: DepartmentInputs, ctx: _Context, now: float) -> Depar
         for dep_id in ids:
             if dep_id in members:
                 members[dep_id].append(agent)
-    intervals = _merged(ctx, {a.username for a in live}, now) if membership else {}
+    team_of = _team_figures(inp.past, ctx, {a.username for a in live}, now) if membership else None
     staffing = dict(inp.staffing)
     queue_by = _queue_by_department(data)
     load_by = _load_by_department(data)
-    groups: list[tuple[str, Department | None, list[AgentLive]]] = [
-        (d.name or d.id, d, members[d.id]) for d in chosen
-    ]
+    groups: list[tuple[str, Department | None, list[AgentLive]]] = []
+    labels: set[str] = set()
+    for d in chosen:
+        label = d.name if d.name not in labels else d.id  # two departments, one name
+        labels.add(label)
+        groups.append((label, d, members[d.id]))
     if cfg.select == "all" or no_department or None in queue_by or None in load_by:
         groups.append((NO_DEPARTMENT, None, no_department))
     if cfg.select == "all":  # chats of departments deleted since the last refresh
@@ -175,7 +181,7 @@ def build_departments(inp: DepartmentInputs, ctx: _Context, now: float) -> Depar
     for label, dep, agents in groups:
         schedule = _schedule(staffing, dep)
         key = dep.id if dep is not None else None
-        row = _row(label, dep, agents, intervals, ctx, schedule, cfg, now, membership)
+        row = _row(label, dep, agents, team_of, schedule, cfg, now, ctx.windows)
         rows.append(_with_queue(row, queue_by, load_by, key, data))
     known = (
         ("departments", data.departments is not None),
@@ -201,7 +207,7 @@ def _schedule(staffing: Mapping[str, Staffing], dep: Department | None) -> Staff
 
 
 def _dedupe(rows: list[DepartmentRow]) -> list[DepartmentRow]:
-    """Two departments with one name would make duplicate series: the later gets its id."""
+    """One row per label (a deleted department's id could equal a name): the first wins."""
     seen: set[str] = set()
     out = []
     for row in rows:
@@ -234,18 +240,49 @@ def _merged(ctx: _Context, usernames: set[str], now: float) -> dict[str, tuple[I
     return out
 
 
+TeamOf = Callable[[list[str], "Staffing | None"], list[TeamWindow]]
+
+
+def _team_figures(
+    past: DepartmentPast | None, ctx: _Context, names: set[str], now: float
+) -> TeamOf:
+    """How a department's team figures are computed this poll: from the kept past part and
+    this poll's recent part where that applies, else from all days at once (once per poll)."""
+    recent = None
+    if past is not None:
+        recent = past.recent(
+            ctx.days, ctx.tz, ctx.agent_filter, ctx.streaks, ctx.include_open_sessions, names, now
+        )
+    whole: dict[str, tuple[Interval, ...]] | None = None
+
+    def team_of(members: list[str], schedule: Staffing | None) -> list[TeamWindow]:
+        nonlocal whole
+        if recent is not None and past is not None:
+            split = past.team(recent, members, schedule, ctx.tz, ctx.bounds)
+            if split is not None:
+                return split
+        if whole is None:
+            whole = _merged(ctx, names, now)
+        requirement = None
+        if schedule is not None and ctx.bounds:
+            start = min(b[0] for b in ctx.bounds)
+            requirement = requirement_segments(schedule, start, max(b[1] for b in ctx.bounds))
+        return team_windows([whole[m] for m in members if m in whole], ctx.bounds, requirement)
+
+    return team_of
+
+
 def _row(
     label: str,
     dep: Department | None,
     agents: list[AgentLive],
-    intervals: Mapping[str, tuple[Interval, ...]],
-    ctx: _Context,
+    team_of: TeamOf | None,
     schedule: Staffing | None,
     cfg: Departments,
     now: float,
-    membership: bool,
+    windows: Sequence[str],
 ) -> DepartmentRow:
-    if not membership:
+    if team_of is None:  # membership unknown
         return DepartmentRow(label, None, (), _required(schedule, now), None, None, None, None)
     counts = dict.fromkeys(LIVE_STATUSES, 0)
     slots = 0
@@ -254,17 +291,11 @@ def _row(
         if agent.available:
             limit = agent.max_chats or (dep.max_chats if dep is not None else None)
             slots += limit or cfg.chats_per_agent
-    requirement = None
-    if schedule is not None and ctx.bounds:
-        start = min(b[0] for b in ctx.bounds)
-        requirement = requirement_segments(schedule, start, max(b[1] for b in ctx.bounds))
-    team = team_windows(
-        [intervals[a.username] for a in agents if a.username in intervals], ctx.bounds, requirement
-    )
+    team = team_of([a.username for a in agents], schedule)
     return DepartmentRow(
         department=label,
         status_counts=tuple(sorted(counts.items())),
-        team=tuple(zip(ctx.windows, team, strict=True)),
+        team=tuple(zip(windows, team, strict=True)),
         required_agents=_required(schedule, now),
         queued=None,
         oldest_queued=None,

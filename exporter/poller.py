@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from exporter.config.model import Config, ServerConfig
 from exporter.departments import DepartmentInputs
+from exporter.departments_past import DepartmentPast
 from exporter.exposition import ServerHealth
 from exporter.history import HistoryCache
 from exporter.localtime import local_date
@@ -82,6 +83,7 @@ class ServerPoller:
             clock=clock,
         )
         self.feed = OmnichannelFeed.for_config(self.client, config.departments, server.name)
+        self.department_past = DepartmentPast()  # the departments' past part, between polls
 
     def _count_request(self, endpoint: str, code: str) -> None:
         self._requests[(endpoint, code)] += 1
@@ -150,7 +152,9 @@ class ServerPoller:
             missing_days=frozenset(d for d in self.cache.wanted_range(now) if d not in cached),
             departments=None
             if omni is None
-            else DepartmentInputs(self.config.departments, omni, self.server.department_staffing),
+            else DepartmentInputs(
+                self.config.departments, omni, self.server.department_staffing, self.department_past
+            ),
         )
 
     def _fetch_days(self, now: float, publish_early: bool = False) -> list[date]:

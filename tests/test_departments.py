@@ -218,3 +218,115 @@ def test_selection_by_name_or_id():
     assert selected(deps, "all") == (deps, [])
     assert selected(deps, ("d2", "Sales", "Nope")) == ([deps[1], deps[0]], ["Nope"])
     assert selected(deps, "none") == ([], [])
+
+
+def _random_inputs(seed: int, now: float):
+    """Three past days and today of random sessions (some across midnight), 30 agents in
+    4 departments (some in two, some in none), a schedule on one department."""
+    import random
+    import re
+    from datetime import date, timedelta
+    from zoneinfo import ZoneInfo
+
+    from exporter.config.model import AgentFilter, Staffing, StaffingRule, Window
+    from exporter.departments import DepartmentInputs
+    from exporter.localtime import day_start
+    from exporter.model import AgentDay, AgentLive, DayHistory, Interval, LiveStatus, Omnichannel
+    from exporter.sessions import Streak
+    from exporter.snapshot import SnapshotInputs
+
+    rng = random.Random(seed)
+    tz = ZoneInfo("Europe/Berlin")
+    today = date(2026, 3, 4)
+    deps = tuple(Department(f"d{k}", f"Dep {k}") for k in range(4))
+    names = [f"agent{i:02d}" for i in range(30)]
+    days = []
+    for back in (3, 2, 1, 0):
+        day = today - timedelta(days=back)
+        lo, hi = day_start(day, tz), min(day_start(day + timedelta(days=1), tz), now)
+        agents = {}
+        for name in names:
+            t, ivs = lo + rng.uniform(0, 3600), []
+            while t < hi - 60 and len(ivs) < 8:
+                end = min(hi - (1 if hi < now else 0), t + rng.uniform(300, 7200))
+                ivs.append(Interval(t, end))
+                t = end + rng.uniform(60, 5400)
+            if ivs and rng.random() < 0.9:
+                agents[name] = AgentDay(name, tuple(ivs), None)
+        days.append(DayHistory(day=day, agents=agents, total=len(agents)))
+    live = tuple(
+        AgentLive(
+            name,
+            rng.choice(["online", "away", "offline"]),
+            rng.random() < 0.6,
+            departments=tuple(sorted({f"d{i % 4}", f"d{(i * 7) % 4}"})) if i % 9 else (),
+        )
+        for i, name in enumerate(names)
+    )
+    streaks = {a.username: Streak(now - rng.uniform(0, 4000), now) for a in live if a.available}
+    rule = StaffingRule(
+        frozenset(range(7)),
+        __import__("datetime").time(8),
+        __import__("datetime").time(20),
+        3,
+        "Dep 1",
+    )
+    windows = tuple(
+        Window(n, "duration", s) for n, s in (("1h", 3600.0), ("24h", 86400.0), ("3d", 259200.0))
+    ) + (Window("today", "today"), Window("yesterday", "yesterday"))
+    omni = Omnichannel(deps, (), 0, ())
+
+    def inputs(past):
+        return SnapshotInputs(
+            server="rc",
+            tz=tz,
+            days=days,
+            live=LiveStatus(live, {}),
+            streaks=streaks,
+            windows=windows,
+            agent_filter=AgentFilter(include=re.compile(".*"), exclude=None),
+            staffing=None,
+            include_open_sessions=True,
+            departments=DepartmentInputs(
+                Departments("all"),
+                omni,
+                (("Dep 1", Staffing("Europe/Berlin", 0, (rule,))),),
+                past,
+            ),
+        )
+
+    return inputs
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_kept_past_part_gives_the_figures_of_a_build_from_scratch(seed):
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from exporter.departments_past import DepartmentPast
+    from exporter.snapshot import build_snapshot
+
+    past = DepartmentPast()
+    start = datetime(2026, 3, 4, 9, 0, tzinfo=ZoneInfo("Europe/Berlin")).timestamp()
+    inputs = _random_inputs(seed, start)
+    for step in range(4):  # the same past days: one block per department serves every poll
+        now = start + 600 * step
+        kept = build_snapshot(inputs(past), now).departments
+        fresh = build_snapshot(inputs(None), now).departments
+        assert kept is not None and fresh is not None
+        assert [r.department for r in kept.rows] == [r.department for r in fresh.rows]
+        for a, b in zip(kept.rows, fresh.rows, strict=True):
+            assert a.status_counts == b.status_counts and a.chat_slots == b.chat_slots
+            for (wa, ta), (wb, tb) in zip(a.team, b.team, strict=True):
+                assert wa == wb
+                assert (ta.active, ta.min, ta.max) == (tb.active, tb.min, tb.max), (
+                    a.department,
+                    wa,
+                )
+                assert ta.avg == pytest.approx(tb.avg, abs=1e-9)
+                assert ta.unstaffed_seconds == pytest.approx(tb.unstaffed_seconds, abs=1e-6)
+                if tb.understaffed_seconds is None:
+                    assert ta.understaffed_seconds is None
+                else:
+                    assert ta.understaffed_seconds == pytest.approx(tb.understaffed_seconds)
+    assert past.builds == 5  # one block per department row, built once for the four polls

@@ -47,6 +47,7 @@ STAGES: dict[str, int] = {
     "exporter.sessions": 4,
     "exporter.zonecheck": 4,
     "exporter.departments": 4,  # the team math per department, the queue and the load
+    "exporter.departments_past": 4,  # its past part kept between polls
     "exporter.snapshot": 5,
     "exporter.parts": 5,
     "exporter.pastdays": 5,
@@ -81,6 +82,7 @@ MATH = (
     "exporter.sessions",
     "exporter.zonecheck",
     "exporter.departments",
+    "exporter.departments_past",
 )
 # What pure modules (the math, and the snapshot built from it) may import from the package:
 # shared modules, the config's value types, and (for the snapshot) the math.
