@@ -330,3 +330,36 @@ def test_kept_past_part_gives_the_figures_of_a_build_from_scratch(seed):
                 else:
                     assert ta.understaffed_seconds == pytest.approx(tb.understaffed_seconds)
     assert past.builds == 5  # one block per department row, built once for the four polls
+
+
+def test_a_long_queue_is_paged_when_infinite_count_is_off():
+    """API_Allow_Infinite_Count off: count=0 gets the default page size (50), so the queue
+    is read in pages of 100 (Upper Count Limit); the total and the oldest stay exact."""
+    r = Rig(
+        agents=0, windows=("1h",), config_extra={"departments": "all"}, allow_infinite_count=False
+    )
+    try:
+        _scene(r)
+        for k in range(250):
+            r.sim.omni.enqueue(T0 - 3000 + k, None)
+        assert r.poll()
+        assert r.value("queued_chats") == 250
+        assert r.value("queue_oldest_created_timestamp_seconds") == T0 - 3000
+        assert r.value("department_queued_chats", department=NO_DEPARTMENT) == 250
+        # count=0 gets 50, the rest follows in pages of 100 from offset 50: 50 + 100 + 100.
+        assert r.api("inquiries", "200") == 3
+        assert r.poll(60)
+        assert r.api("inquiries", "200") == 3 + 3  # pages from now on: 100 + 100 + 50
+        assert r.value("queued_chats") == 250
+    finally:
+        r.close()
+
+
+def test_a_failed_department_refresh_keeps_the_last_list(rig):
+    _scene(rig)
+    assert rig.poll()
+    rig.sim.faults.inject("error", times=50, route="departments")  # outlasts every retry
+    assert rig.polls(10) == [True] * 10  # the 10th poll refreshes and gets 500s
+    assert rig.api("departments", "500") > 0
+    assert rig.value("omnichannel_known", part="departments") == 1
+    assert rig.value("department_agents", department="Sales", status="available") == 1
