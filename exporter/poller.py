@@ -82,7 +82,7 @@ class ServerPoller:
             stop=stop,
             clock=clock,
         )
-        self.feed = OmnichannelFeed.for_config(self.client, config.departments, server.name)
+        self.feed = OmnichannelFeed.for_config(self.client, config.departments, server)
         self.department_past = DepartmentPast()  # the departments' past part, between polls
 
     def _count_request(self, endpoint: str, code: str) -> None:

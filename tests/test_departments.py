@@ -201,6 +201,24 @@ def test_unknown_configured_name_is_reported_once_with_the_existing_names(caplog
         r.close()
 
 
+def test_a_staffing_rule_naming_no_department_is_reported_once(caplog):
+    r = Rig(
+        agents=0,
+        windows=("1h",),
+        config_extra={"departments": "all"},
+        server_extra={"staffing": {"rules": [{**BILLING_RULE, "department": "Biling"}]}},
+    )
+    try:
+        _scene(r)
+        caplog.set_level(logging.WARNING)
+        assert r.polls(11) == [True] * 11
+        warned = [w for w in warnings_from(caplog) if "match no department" in w]
+        assert len(warned) == 1 and "Biling" in warned[0], warned
+        assert r.value("department_required_agents", department="Billing") is None
+    finally:
+        r.close()
+
+
 def test_a_department_renamed_or_deleted_while_running(rig):
     ids = _scene(rig)
     rig.sim.omni.enqueue(T0 - 30, ids["billing"])

@@ -20,7 +20,7 @@ import contextlib
 import logging
 from typing import Protocol, runtime_checkable
 
-from exporter.config.model import Departments
+from exporter.config.model import Departments, ServerConfig
 from exporter.model import Department, Load, Omnichannel, Queued
 from exporter.rocketchat.errors import RocketChatError
 
@@ -47,6 +47,7 @@ class OmnichannelFeed:
         refresh_polls: int = DEFAULT_REFRESH_POLLS,
         select: str | tuple[str, ...] = "all",
         server: str = "",
+        rule_names: tuple[str, ...] = (),
     ):
         if not isinstance(client, OmnichannelClient):
             raise TypeError(f"{type(client).__name__} cannot fetch departments or the queue")
@@ -54,30 +55,35 @@ class OmnichannelFeed:
         self._refresh = max(1, refresh_polls)
         self._select = select
         self._server = server
+        self._rule_names = rule_names  # departments named by staffing rules
         self._polls = 0
         self._departments: tuple[Department, ...] | None = None
         self._missing: tuple[str, ...] = ()
 
     @classmethod
-    def for_config(cls, client: object, cfg: Departments, server: str) -> OmnichannelFeed | None:
+    def for_config(
+        cls, client: object, cfg: Departments, server: ServerConfig
+    ) -> OmnichannelFeed | None:
         """The feed for `cfg`, or None when departments are off (nothing extra is asked)."""
         if not cfg.enabled:
             return None
-        return cls(client, cfg.refresh_polls, cfg.select, server)
+        rules = tuple(name for name, _ in server.department_staffing)
+        return cls(client, cfg.refresh_polls, cfg.select, server.name, rules)
 
     def _check_names(self, departments: tuple[Department, ...]) -> None:
         """Warn once per change about configured names that match no department."""
-        if isinstance(self._select, str):
-            return
+        wanted = () if isinstance(self._select, str) else self._select
+        wanted += tuple(n for n in self._rule_names if n not in wanted and n != "(none)")
         known = {d.id for d in departments} | {d.name for d in departments}
-        missing = tuple(n for n in self._select if n not in known)
+        missing = tuple(n for n in wanted if n not in known)
         if missing != self._missing:
             self._missing = missing
             if missing:
                 names = ", ".join(sorted({d.name for d in departments})) or "none"
                 log.warning(
                     f"departments: {', '.join(missing)} match no department on Rocket.Chat "
-                    f"(existing: {names}); fix the departments list in the config",
+                    f"(existing: {names}); fix the departments list or the staffing rules "
+                    "naming them in the config",
                     extra={"server": self._server, "endpoint": "departments"},
                 )
 

@@ -251,7 +251,8 @@ class Simulator:
         self._licence = bool(on)
 
     def forbid(self, route: str, forbidden: bool = True) -> None:
-        """Make `route` ("history", "agents", "agents_status") answer 403 (or stop doing so)."""
+        """Make `route` (one of ROUTES: "history", "agents", "agents_status", "departments",
+        "inquiries", "load") answer 403 (or stop doing so)."""
         if route not in ROUTES:
             raise ValueError(f"unknown route {route!r}; choose from {', '.join(ROUTES)}")
         with self._lock:
