@@ -381,3 +381,23 @@ def test_a_failed_department_refresh_keeps_the_last_list(rig):
     assert rig.api("departments", "500") > 0
     assert rig.value("omnichannel_known", part="departments") == 1
     assert rig.value("department_agents", department="Sales", status="available") == 1
+
+
+def test_open_chats_per_agent_follow_the_agent_label_mode(tmp_path):
+    key = tmp_path / "label.key"
+    key.write_text("k" * 40)
+    r = Rig(
+        agents=0,
+        windows=("1h",),
+        config_extra={"departments": "all"},
+        agent_filter={"label": "hashed", "label_key_file": str(key)},
+    )
+    try:
+        _scene(r)
+        assert r.poll() and r.poll(60)
+        page = r.page().decode()
+        assert "rocketchat_omnichannel_agent_open_chats{" in page
+        for name in ("alice", "bob", "carol", "dave"):
+            assert name not in page
+    finally:
+        r.close()
