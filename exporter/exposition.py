@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import attrgetter
 
+from exporter.exposition_departments import DEPARTMENT_FAMILIES
 from exporter.model import ParseStats
 from exporter.snapshot import ServerSnapshot
 
@@ -236,6 +237,17 @@ def _requests(view: ServerView) -> Iterable[Sample]:
         yield _labels(server=view.health.server, endpoint=endpoint, code=code), count
 
 
+def _labelled(extract: Callable[[ServerSnapshot], Iterable[tuple[dict[str, str], float]]]):
+    """Samples from an extractor of (labels, value) pairs over a snapshot (departments)."""
+
+    def samples(view: ServerView) -> Iterable[Sample]:
+        if view.snapshot is not None:
+            for labels, value in extract(view.snapshot):
+                yield _labels(**labels), value
+
+    return samples
+
+
 def _poll_errors(view: ServerView) -> Iterable[Sample]:
     for reason, count in view.health.poll_errors:
         yield _labels(server=view.health.server, reason=reason), count
@@ -420,6 +432,11 @@ FAMILIES: tuple[Family, ...] = (
         "Failed polls by reason.",
         _samples(_poll_errors),
     ),
+)
+# Departments, queue and load: absent unless `departments` is on (docs/departments.md).
+FAMILIES += tuple(
+    Family(name, kind, help_text, _samples(_labelled(extract)))
+    for name, kind, help_text, extract in DEPARTMENT_FAMILIES
 )
 
 # build_info and process_* are appended per scrape by the web layer (process_metrics.py).

@@ -78,6 +78,10 @@ class AgentLive:
     presence: str  # online | away | busy | offline (unknown values are kept as-is)
     livechat_available: bool  # statusLivechat == "available"
     name: str | None = None  # display name, for agents.label: name
+    # Newer servers list each agent's department ids and its simultaneous-chat limit
+    # (`livechat.maxNumberSimultaneousChat`); None where the answer did not say.
+    departments: tuple[str, ...] | None = None
+    max_chats: int | None = None
 
     @property
     def available(self) -> bool:
@@ -104,3 +108,48 @@ class LiveStatus:
 
     agents: tuple[AgentLive, ...] | None
     counts: dict[str, int]
+
+
+# ---- queue, departments, load (exporter/departments.py) ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Department:
+    """One Omnichannel department (GET livechat/department)."""
+
+    id: str
+    name: str
+    enabled: bool = True
+    max_chats: int | None = None  # the department's maxNumberSimultaneousChat, if set (> 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """One queued chat (GET livechat/inquiries.list): its department id and creation time.
+
+    `ts` is when the inquiry was created, not when it was (re)queued: a chat sent back to the
+    queue looks older than it has waited (Rocket.Chat does not return `queuedAt`).
+    """
+
+    department: str | None
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """Open chats served by one agent in one department (GET livechat/queue)."""
+
+    username: str
+    department: str | None
+    chats: int
+
+
+@dataclass(frozen=True, slots=True)
+class Omnichannel:
+    """What the department, queue and load routes said this poll; None = unknown (refused,
+    missing or failed), which is exported as such, never as zero."""
+
+    departments: tuple[Department, ...] | None
+    queue: tuple[Queued, ...] | None
+    queue_total: int | None  # Rocket.Chat's `total` (can exceed len(queue) if capped)
+    load: tuple[Load, ...] | None

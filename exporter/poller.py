@@ -21,13 +21,16 @@ from zoneinfo import ZoneInfo
 
 from exporter.config.model import Config, ServerConfig
 from exporter.daycache import HistoryCache
+from exporter.departments import DepartmentInputs
+from exporter.departments_past import DepartmentPast
 from exporter.exposition import ServerHealth
 from exporter.localtime import local_date
-from exporter.model import LiveStatus
+from exporter.model import LiveStatus, Omnichannel
 from exporter.pastdays import PastDays
 from exporter.publisher import Publisher
 from exporter.rocketchat import REASONS, Client, RocketChatError, Stopped
 from exporter.rocketchat.client import RocketChatClient
+from exporter.rocketchat.omnichannel import OmnichannelFeed
 from exporter.rocketchat.transport import SKEW_WARN_SECONDS
 from exporter.sessions import Streak, update_streaks
 from exporter.snapshot import ServerSnapshot, SnapshotInputs, build_snapshot
@@ -79,6 +82,8 @@ class ServerPoller:
             stop=stop,
             clock=clock,
         )
+        self.feed = OmnichannelFeed.for_config(self.client, config.departments, server)
+        self.department_past = DepartmentPast()  # the departments' past part, between polls
 
     def _count_request(self, endpoint: str, code: str) -> None:
         self._requests[(endpoint, code)] += 1
@@ -107,6 +112,7 @@ class ServerPoller:
         started = self.clock()
         fetched = self._fetch_days(started, publish_early=self._health.last_success is None)
         live = self.client.fetch_live_status()
+        omni = self.feed.fetch() if self.feed is not None else None  # never raises RocketChatError
         now = self.clock()
         if local_date(now, self.tz) != local_date(started, self.tz):
             # Midnight passed during this poll: the new day (and the one that just ended)
@@ -119,13 +125,19 @@ class ServerPoller:
         )
         streaks = update_streaks(self.streaks, available, now)
         builds = self.past.builds
-        snapshot = build_snapshot(self._inputs(live, streaks, now), now, self.past)
+        snapshot = build_snapshot(self._inputs(live, streaks, now, omni), now, self.past)
         if self.past.builds != builds and self.past.intervals >= EXEMPT_FROM_GC_INTERVALS:
             _exempt_long_lived()
         self.streaks = streaks
         return snapshot
 
-    def _inputs(self, live: LiveStatus, streaks: dict[str, Streak], now: float) -> SnapshotInputs:
+    def _inputs(
+        self,
+        live: LiveStatus,
+        streaks: dict[str, Streak],
+        now: float,
+        omni: Omnichannel | None = None,
+    ) -> SnapshotInputs:
         cached = {d.day for d in self.cache.days(now)}
         return SnapshotInputs(
             server=self.server.name,
@@ -138,6 +150,11 @@ class ServerPoller:
             staffing=self.server.staffing,
             include_open_sessions=self.config.windows_include_open_sessions,
             missing_days=frozenset(d for d in self.cache.wanted_range(now) if d not in cached),
+            departments=None
+            if omni is None
+            else DepartmentInputs(
+                self.config.departments, omni, self.server.department_staffing, self.department_past
+            ),
         )
 
     def _fetch_days(self, now: float, publish_early: bool = False) -> list[date]:

@@ -20,6 +20,7 @@ from exporter.availability import (
     window_bounds,
 )
 from exporter.config.model import AgentFilter, Staffing, Window
+from exporter.departments import DepartmentInputs, DepartmentsSnapshot, department_figures
 from exporter.localtime import local_date
 from exporter.model import DayHistory, LiveStatus, ParseStats
 from exporter.parts import Parts, whole_parts
@@ -59,6 +60,7 @@ class ServerSnapshot:
     # agents missing is the largest count Rocket.Chat reported but did not return on any of
     # its days (pagination rejected).
     window_status: tuple[tuple[str, bool, int], ...] = ()
+    departments: DepartmentsSnapshot | None = None  # None: departments off
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,7 @@ class SnapshotInputs:
     staffing: Staffing | None
     include_open_sessions: bool
     missing_days: frozenset[date] = frozenset()  # wanted but not fetched yet (a filling cache)
+    departments: DepartmentInputs | None = None  # None: departments off
 
 
 def window_days(window: Window, now: float, tz: ZoneInfo) -> list[date]:
@@ -125,6 +128,7 @@ def build_snapshot(inp: SnapshotInputs, now: float, past: PastDays | None = None
         missing_agents=inp.days[-1].missing_agents if inp.days else 0,
         anomalies=sum((d.stats for d in inp.days), ParseStats()),
         window_status=status,
+        departments=department_figures(inp, bounds, now),
     )
 
 

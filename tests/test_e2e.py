@@ -68,6 +68,8 @@ def start_simulator(tmp: Path, agents: int = 20, *extra: str) -> tuple[Process, 
             "e2e-token-XYZ",
             "--rate-limit",
             "0",
+            "--departments",
+            "3",
             *extra,
         ],
         tmp / "simulator.log",
@@ -85,8 +87,15 @@ def write_config(tmp: Path, sim_url: str, **extra: str) -> Path:
         f"""\
 poll_interval: 2s
 windows: [1h, 8h, 24h, 7d, today, yesterday]
+departments: all
 staffing:
   default: 2
+  rules:
+    - days: mon-sun
+      from: "00:00"
+      to: "24:00"
+      agents: 1
+      department: Department 1
 servers:
   - name: sim
     url: {sim_url}

@@ -6,6 +6,7 @@ import gzip
 import subprocess
 
 from exporter.availability import AgentWindow, TeamWindow
+from exporter.departments import DepartmentRow, DepartmentsSnapshot
 from exporter.exposition import METRIC_NAMES, ServerHealth, ServerView, render
 from exporter.model import ParseStats
 from exporter.publisher import Publisher
@@ -15,7 +16,28 @@ from tests.support.procs import require_binary
 NASTY = 'a"b\\c\nd <script>é'
 
 
-def snapshot(server="main", taken_at=1000.0, agent="alice") -> ServerSnapshot:
+def departments(department: str = "Sales", agent: str = "alice") -> DepartmentsSnapshot:
+    row = DepartmentRow(
+        department=department,
+        status_counts=(("available", 1), ("away", 0), ("busy", 0), ("offline", 1)),
+        team=(("1h", TeamWindow(2, 0.0, 1.0, 0.5, 1800.0, 3600.0)),),
+        required_agents=2,
+        queued=3,
+        oldest_queued=900.0,
+        open_chats=1,
+        chat_slots=2,
+    )
+    return DepartmentsSnapshot(
+        rows=(row,),
+        known=(("departments", True), ("membership", True), ("queue", True), ("load", False)),
+        queued=4,
+        oldest_queued=880.0,
+        agent_open_chats=((agent, 1),),
+        queue_wait_warning=300.0,
+    )
+
+
+def snapshot(server="main", taken_at=1000.0, agent="alice", department="Sales") -> ServerSnapshot:
     return ServerSnapshot(
         server=server,
         taken_at=taken_at,
@@ -38,6 +60,7 @@ def snapshot(server="main", taken_at=1000.0, agent="alice") -> ServerSnapshot:
         missing_agents=0,
         anomalies=ParseStats(1, 0, 2),
         window_status=(("1h", True, 0), ("today", True, 4)),
+        departments=departments(department, agent),
     )
 
 
@@ -79,6 +102,15 @@ def test_render_has_every_metric_with_values():
     assert 'rocketchat_omnichannel_fill_progress_ratio{server="main"} 0.4375' in text
     assert 'rocketchat_omnichannel_fill_eta_seconds{server="main"} 42' in text
     assert 'rocketchat_omnichannel_server_info{server="main"} 1' in text
+    assert (
+        'rocketchat_omnichannel_department_occupancy_ratio{server="main",department="Sales"} 0.5'
+        in text
+    )
+    assert 'rocketchat_omnichannel_omnichannel_known{server="main",part="load"} 0' in text
+    assert (
+        'rocketchat_omnichannel_department_unstaffed_seconds{server="main",department="Sales",'
+        'window="1h"} 1800' in text
+    )
     for name in METRIC_NAMES:
         assert f"# TYPE {name} " in text, name
     assert "background polling" in text  # HELP says where values come from
@@ -87,7 +119,10 @@ def test_render_has_every_metric_with_values():
 def test_promtool_accepts_the_exposition_with_hostile_names():
     promtool = require_binary("promtool")
     page = render(
-        [ServerView(health(), snapshot(agent=NASTY)), ServerView(health("b"), snapshot("b"))]
+        [
+            ServerView(health(), snapshot(agent=NASTY, department=NASTY)),
+            ServerView(health("b"), snapshot("b")),
+        ]
     )
     result = subprocess.run(
         [promtool, "check", "metrics"], input=page, capture_output=True, timeout=30

@@ -46,6 +46,8 @@ STAGES: dict[str, int] = {
     "exporter.staffing": 4,
     "exporter.sessions": 4,
     "exporter.zonecheck": 4,
+    "exporter.departments": 4,  # the team math per department, the queue and the load
+    "exporter.departments_past": 4,  # its past part kept between polls
     "exporter.snapshot": 5,
     "exporter.parts": 5,
     "exporter.pastdays": 5,
@@ -54,6 +56,7 @@ STAGES: dict[str, int] = {
     "exporter.backfill_output": 7,
     "exporter.backfill_progress": 7,
     "exporter.backfill": 7,  # the backfill command: owns time, like the poller
+    "exporter.exposition_departments": 6,  # the department families of /metrics
     "exporter.publisher": 6,
     "exporter.poller": 7,
     "exporter.webconfig": 7,
@@ -73,7 +76,14 @@ STAGE_NAMES = {
     6: "exposition",
     7: "web/cli",
 }
-MATH = ("exporter.availability", "exporter.staffing", "exporter.sessions", "exporter.zonecheck")
+MATH = (
+    "exporter.availability",
+    "exporter.staffing",
+    "exporter.sessions",
+    "exporter.zonecheck",
+    "exporter.departments",
+    "exporter.departments_past",
+)
 # What pure modules (the math, and the snapshot built from it) may import from the package:
 # shared modules, the config's value types, and (for the snapshot) the math.
 PURE_ALLOWED = ("exporter.config.model",)

@@ -34,6 +34,7 @@ import pytest
 
 from exporter.config.model import Secret, ServerConfig
 from exporter.rocketchat.client import RocketChatClient
+from exporter.rocketchat.omnichannel import OmnichannelFeed
 from exporter.rocketchat.paging import REPROBE_EVERY as PAGING_REPROBE_EVERY
 from exporter.simulator import ManualClock, Simulator, SimulatorConfig, serve
 from exporter.simulator.core import Reply
@@ -55,7 +56,7 @@ INQUIRIES = "livechat/inquiries.list"
 DEPARTMENT = "livechat/department"
 QUEUE = "livechat/queue"
 ROOMS = "livechat/rooms"
-SIMULATED = (HISTORY, USERS, CHART)
+SIMULATED = (HISTORY, USERS, CHART, INQUIRIES, DEPARTMENT, QUEUE)
 
 
 # ---------------------------------------------------------------- the node side
@@ -241,6 +242,12 @@ def _poll_like_the_exporter(url: str, sim: Simulator, *, ask_version: bool = Tru
         for _ in range(PAGING_REPROBE_EVERY + 1):
             client.fetch_history_day(DAY)
         client.fetch_live_status()
+        # departments on: the department list, the queue (sorted) and the load
+        dep = sim.omni.add_department("Sales")
+        sim.omni.enqueue(T0 - 60, dep)
+        feed = OmnichannelFeed(client, refresh_polls=2, select=("Sales",))
+        for _ in range(3):
+            feed.fetch()
         sim.forbid("agents")  # the per-agent route refused: the chart answers instead
         client.fetch_live_status()
     finally:
@@ -355,15 +362,24 @@ TABLE: list[tuple[str, Q, dict[str, bool]]] = [
     (INQUIRIES, [("department", "d1"), ("sort", '{"ts":1}')], {V70: True, V710: True}),
     (INQUIRIES, [("count", "abc")], {V70: False, V710: False}),
     (INQUIRIES, [("status", "queued")], {V70: False, V710: False}),
+    (INQUIRIES, [("count", "0"), ("sort", '{"ts":1}')], {V70: True, V710: True}),  # the client's
+    (INQUIRIES, [("count", "")], {V70: True, V710: True}),
+    (INQUIRIES, [("department", "a"), ("department", "b")], {V70: False, V710: False}),
     (DEPARTMENT, [], {V70: True, V710: True}),
     (DEPARTMENT, [("count", "0"), ("offset", "0")], {V70: True, V710: True}),
     (DEPARTMENT, [("enabled", "true"), ("showArchived", "false")], {V70: True, V710: True}),
     (DEPARTMENT, [("onlyMyDepartments", "yes")], {V70: False, V710: False}),
     (DEPARTMENT, [("foo", "1")], {V70: False, V710: False}),
+    (DEPARTMENT, [("onlyMyDepartments", "true")], {V70: True, V710: True}),
+    (DEPARTMENT, [("count", "abc")], {V70: False, V710: False}),
+    (DEPARTMENT, [("text", "sa"), ("excludeDepartmentId", "d1")], {V70: True, V710: True}),
     (QUEUE, [], {V70: True, V710: True}),
     (QUEUE, [("count", "0"), ("offset", "0")], {V70: True, V710: True}),
     (QUEUE, [("includeOfflineAgents", "true"), ("departmentId", "d")], {V70: True, V710: True}),
     (QUEUE, [("foo", "1")], {V70: False, V710: False}),
+    (QUEUE, [("agentId", "a"), ("sort", '{"chats":-1}')], {V70: True, V710: True}),
+    (QUEUE, [("count", "x")], {V70: False, V710: False}),
+    (QUEUE, [("includeOfflineAgents", "1")], {V70: True, V710: True}),  # a string, any value
     (ROOMS, [], {V70: True, V710: True}),
     (ROOMS, [("count", "0"), ("offset", "0")], {V70: True, V710: True}),
     (

@@ -34,11 +34,22 @@ REQUIRED_ALERTS = {
     "RocketChatOmnichannelAuthFailing": "critical",
     "RocketChatOmnichannelAgentsTruncated": "info",
     "RocketChatOmnichannelRateLimited": "warning",
+    "RocketChatOmnichannelChatsWaitingNoAgent": "critical",
+    "RocketChatOmnichannelChatSlotsFull": "warning",
+    "RocketChatOmnichannelQueueWaitLong": "warning",
+    "RocketChatOmnichannelDepartmentUnderstaffed": "warning",
 }
 # Alerts whose value is a constant (`up == 0` is 0, `absent()` is 1): no $value to print.
 CONSTANT_VALUE_ALERTS = {"RocketChatOmnichannelExporterDown", "RocketChatOmnichannelPollFailing"}
 # Alerts about the staffing level must not act on failed or stale polls (docs/runbook.md).
 STAFFING_ALERTS = {"RocketChatOmnichannelNoAgentAvailable", "RocketChatOmnichannelUnderstaffed"}
+# The queue and department alerts (departments on): the same freshness guard, per department.
+QUEUE_ALERTS = {
+    "RocketChatOmnichannelChatsWaitingNoAgent",
+    "RocketChatOmnichannelChatSlotsFull",
+    "RocketChatOmnichannelQueueWaitLong",
+    "RocketChatOmnichannelDepartmentUnderstaffed",
+}
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -148,6 +159,14 @@ def test_staffing_alerts_require_a_fresh_successful_poll(name):
     assert "rocketchat_omnichannel_required_agents" in expr
     assert "and rocketchat_omnichannel_up == 1" in expr
     assert "rocketchat_omnichannel_last_success_timestamp_seconds" in expr
+
+
+@pytest.mark.parametrize("name", sorted(QUEUE_ALERTS))
+def test_queue_alerts_require_a_fresh_successful_poll(name):
+    expr = " ".join(alerts()[name]["expr"].split())
+    assert "and ignoring (department) rocketchat_omnichannel_up == 1" in expr
+    assert "rocketchat_omnichannel_last_success_timestamp_seconds" in expr
+    assert "rocketchat_omnichannel_department_" in expr
 
 
 def test_exporter_down_uses_the_documented_job_regex():

@@ -23,7 +23,7 @@ from typing import Any
 from exporter.config import scalars
 from exporter.config.errors import BAD, ConfigError, Ctx
 from exporter.config.expand import expand
-from exporter.config.model import AgentFilter, Config, Secret
+from exporter.config.model import AgentFilter, Config, Departments, Secret
 from exporter.config.sections import check_mapping, list_items, optional
 from exporter.config.servers import parse_servers, staffing_spec
 from exporter.config.yamlfile import load_yaml
@@ -44,6 +44,10 @@ TOP_KEYS = (
     "agents",
     "staffing",
     "history_cache_dir",
+    "departments",
+    "departments_refresh_polls",
+    "chats_per_agent",
+    "queue_wait_warning",
     "servers",
 )
 AGENTS_KEYS = ("include", "exclude", "per_agent", "label", "label_key_file")
@@ -108,7 +112,16 @@ def _parse_top(ctx: Ctx, data: Any) -> Config | None:
     agents = _agents(ctx, top.get("agents"))
     staffing = optional(ctx, top, "", "staffing", staffing_spec, None)
     cache_dir = optional(ctx, top, "", "history_cache_dir", scalars.directory, None)
+    departments = _departments(ctx, top)
     servers = parse_servers(ctx, top.get("servers"), staffing)
+    if departments is not BAD and not departments.enabled:
+        for i, server in enumerate(servers):
+            if server is not BAD and server.department_staffing:
+                ctx.add(
+                    f"servers[{i}].staffing.rules",
+                    "a rule names a department but departments is none (set departments: all "
+                    "or list the departments)",
+                )
     if ctx.errors:
         return None
     return Config(
@@ -119,7 +132,45 @@ def _parse_top(ctx: Ctx, data: Any) -> Config | None:
         agents=agents,
         windows_include_open_sessions=include_open,
         history_cache_dir=cache_dir,
+        departments=departments,
     )
+
+
+_DEPARTMENTS_HINT = "use none, all, or a list of department names or ids such as [Sales, Support]"
+
+
+def _departments(ctx: Ctx, top: Mapping[Any, Any]) -> Any:
+    select = optional(ctx, top, "", "departments", _department_select, "none")
+    refresh = optional(ctx, top, "", "departments_refresh_polls", _positive, 10)
+    chats = optional(ctx, top, "", "chats_per_agent", _positive, 1)
+    wait = optional(ctx, top, "", "queue_wait_warning", scalars.duration, 300.0)
+    if BAD in (select, refresh, chats, wait):
+        return BAD
+    return Departments(select, refresh, chats, wait)
+
+
+def _positive(ctx: Ctx, path: str, value: Any) -> Any:
+    return scalars.integer(ctx, path, value, minimum=1)
+
+
+def _department_select(ctx: Ctx, path: str, value: Any) -> Any:
+    if isinstance(value, str):
+        if value.strip() in ("none", "all"):
+            return value.strip()
+        return ctx.add(path, f"unknown value {value!r} ({_DEPARTMENTS_HINT})")
+    if not isinstance(value, list):
+        return ctx.add(path, f"must be none, all or a list ({_DEPARTMENTS_HINT})")
+    if not value:
+        return ctx.add(path, "is an empty list (use none to turn departments off)")
+    names = []
+    for p, item in list_items(ctx, path, value, "department names or ids"):
+        name = scalars.string(ctx, p, item, "a department name or id such as Sales")
+        if name is not BAD and not name.strip():
+            name = ctx.add(p, "is empty (give a department name or id)")
+        names.append(name if name is BAD else name.strip())
+    if BAD in names:
+        return BAD
+    return tuple(dict.fromkeys(names))
 
 
 def _fmt(seconds: float) -> str:

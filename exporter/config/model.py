@@ -54,6 +54,7 @@ class StaffingRule:
     start: time  # local wall-clock time in the staffing timezone, inclusive
     end: time  # exclusive; end > start (a rule does not cross midnight)
     agents: int
+    department: str | None = None  # a department's name or id; None: the whole team
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +118,27 @@ class ServerConfig:
     ca_file: str | None = None  # CA bundle for verify_tls (PEM); None = system store
     timeout: float = 10.0
     max_response_size: int = 64 << 20  # bytes of one answer, after decompression
-    staffing: Staffing | None = None
+    staffing: Staffing | None = None  # the whole team's (rules without `department`)
+    # Per department (name or id as written in the rules): its rules, default 0.
+    department_staffing: tuple[tuple[str, Staffing], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Departments:
+    """The `departments` keys: which departments get their own figures (exporter/departments.py).
+
+    `select` is "none" (the default: no department route is asked, /metrics is as without the
+    feature), "all", or the names or ids listed.
+    """
+
+    select: str | tuple[str, ...] = "none"
+    refresh_polls: int = 10  # polls between re-reads of the department list
+    chats_per_agent: int = 1  # chat slots of an agent when Rocket.Chat sets no limit
+    queue_wait_warning: float = 300.0  # seconds; exported for the oldest-wait alert
+
+    @property
+    def enabled(self) -> bool:
+        return self.select != "none"
 
 
 @dataclass(frozen=True)
@@ -132,6 +153,7 @@ class Config:
     windows_include_open_sessions: bool = True
     # Final past days are kept here across restarts (exporter/daystore.py); None = off.
     history_cache_dir: str | None = None
+    departments: Departments = field(default_factory=Departments)
 
     @property
     def history_days(self) -> int:

@@ -35,7 +35,7 @@ SERVER_KEYS = (
     "staffing",
 )
 STAFFING_KEYS = ("timezone", "default", "rules", "holidays")
-RULE_KEYS = ("days", "from", "to", "agents")
+RULE_KEYS = ("days", "from", "to", "agents", "department")
 
 _SERVER_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -50,11 +50,28 @@ class _StaffingSpec:
     holidays: frozenset[date]
 
     def resolve(self, server_timezone: str) -> Staffing:
+        """The whole team's schedule: the rules that name no department."""
         return Staffing(
             timezone=self.timezone or server_timezone,
             default=self.default,
-            rules=self.rules,
+            rules=tuple(r for r in self.rules if r.department is None),
             holidays=self.holidays,
+        )
+
+    def per_department(self, server_timezone: str) -> tuple[tuple[str, Staffing], ...]:
+        """One schedule per department named in a rule: its rules in order, default 0."""
+        names = sorted({r.department for r in self.rules if r.department is not None})
+        return tuple(
+            (
+                name,
+                Staffing(
+                    timezone=self.timezone or server_timezone,
+                    default=0,
+                    rules=tuple(r for r in self.rules if r.department == name),
+                    holidays=self.holidays,
+                ),
+            )
+            for name in names
         )
 
 
@@ -86,6 +103,7 @@ def _rule(ctx: Ctx, path: str, value: Any) -> Any:
     start = required(ctx, section, path, "from", scalars.clock_start, '"08:00"')
     end = required(ctx, section, path, "to", scalars.clock_end, '"18:00"')
     agents = required(ctx, section, path, "agents", scalars.integer, "2")
+    department = optional(ctx, section, path, "department", _department_name, None)
     if BAD in (start, end):
         return BAD
     if end <= start:
@@ -94,9 +112,16 @@ def _rule(ctx: Ctx, path: str, value: Any) -> Any:
             f"must be after from ({start:%H:%M} to {end:%H:%M}); a rule cannot cross midnight, "
             'split it into two rules (the first ending at "24:00")',
         )
-    if BAD in (days, agents):
+    if BAD in (days, agents, department):
         return BAD
-    return StaffingRule(days=days, start=start, end=end, agents=agents)
+    return StaffingRule(days=days, start=start, end=end, agents=agents, department=department)
+
+
+def _department_name(ctx: Ctx, path: str, value: Any) -> Any:
+    name = scalars.string(ctx, path, value, "a department name or id such as Sales")
+    if name is not BAD and not name.strip():
+        return ctx.add(path, "is empty (give a department name or id, or remove the key)")
+    return name if name is BAD else name.strip()
 
 
 # --- servers ------------------------------------------------------------------------------------
@@ -171,6 +196,7 @@ def _server(ctx: Ctx, path: str, value: Any, top_staffing: Any) -> Any:
         timeout=timeout,
         max_response_size=max_size,
         staffing=spec.resolve(tz) if spec is not None else None,
+        department_staffing=spec.per_department(tz) if spec is not None else (),
     )
 
 

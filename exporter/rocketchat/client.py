@@ -23,8 +23,9 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from exporter.config.model import ServerConfig
-from exporter.model import DayHistory, LiveStatus
+from exporter.model import DayHistory, Department, LiveStatus, Load, Queued
 from exporter.rocketchat.errors import ROUTES, RocketChatError, Stopped
+from exporter.rocketchat.omniparse import parse_departments_page, parse_load_page, parse_queue_page
 from exporter.rocketchat.paging import Pager
 from exporter.rocketchat.parse import (
     BadBody,
@@ -187,6 +188,43 @@ class RocketChatClient:
         self._pages.pop("agents", None)
         self._pages["agents_status"] = 1
         return LiveStatus(agents=None, counts=counts)
+
+    def fetch_departments(self) -> tuple[Department, ...]:
+        """Every department that is not archived (one request with count=0 where allowed)."""
+        fetched = self._fetch_list("departments", {}, parse_departments_page)
+        seen: dict[str, Department] = {}
+        for page in fetched.pages:
+            for dep in page.departments:
+                seen.setdefault(dep.id, dep)
+        return tuple(seen[k] for k in sorted(seen))
+
+    def fetch_queue(self) -> tuple[tuple[Queued, ...], int]:
+        """The queued chats, oldest first, and Rocket.Chat's `total` of them.
+
+        One request (count=0, sorted by `ts`) whatever the queue length where the server allows
+        infinite counts; pages of 100 otherwise.
+        """
+        params = {"sort": '{"ts":1}'}
+        fetched = self._fetch_list("inquiries", params, parse_queue_page)
+        queued = tuple(q for page in fetched.pages for q in page.queued)
+        total = max([len(queued), *(p.total or 0 for p in fetched.pages)])
+        return queued, total
+
+    def fetch_load(self) -> tuple[Load, ...]:
+        """Open chats per (online, available) agent and department: GET livechat/queue."""
+        fetched = self._fetch_list("load", {}, parse_load_page)
+        return tuple(entry for page in fetched.pages for entry in page.load)
+
+    def _fetch_list(self, endpoint: str, params: dict[str, Any], parse: Callable) -> Any:
+        try:
+            fetched = self._pager.fetch(endpoint, params, self._parser(endpoint, parse))
+        except RocketChatError as exc:
+            self._failed(endpoint, exc)
+            raise
+        self._succeeded(endpoint)
+        if endpoint != "departments":  # asked every poll; departments only now and then
+            self._pages[endpoint] = fetched.requests
+        return fetched
 
     def fetch_info(self) -> dict[str, Any]:
         """GET /api/info (no credentials needed): `{"version": ..., ...}`.

@@ -11,6 +11,10 @@ ROUTES = {
     "agents": "/api/v1/livechat/users/agent",
     "agents_status": "/api/v1/livechat/analytics/dashboards/charts/agents-status",
     "info": "/api/info",
+    # Only with `departments` on (exporter/rocketchat/omnichannel.py):
+    "departments": "/api/v1/livechat/department",
+    "inquiries": "/api/v1/livechat/inquiries.list",
+    "load": "/api/v1/livechat/queue",
 }
 REASONS = (
     "auth",
@@ -38,6 +42,15 @@ PERMISSION_FIX = {
         "edit-omnichannel-contact (newer servers) to the exporter's user",
     ),
     "info": ("access denied", "check that url points at Rocket.Chat"),
+    "departments": (
+        "permission view-livechat-departments (or view-l-room) missing",
+        "give the exporter's user livechat-manager, or a role with view-livechat-departments",
+    ),
+    "inquiries": _MANAGER,
+    "load": (
+        "permission view-l-room missing",
+        "give the exporter's user livechat-manager, or a role with view-l-room",
+    ),
 }
 
 

@@ -314,10 +314,31 @@ def parse_agents_page(body: object) -> AgentsPage:
                 presence=clean(presence) if type(presence) is str and presence else "offline",
                 livechat_available=item.get("statusLivechat") == "available",
                 name=clean(item["name"]) if type(item.get("name")) is str else None,
+                departments=department_ids(item.get("departments")),
+                max_chats=chat_limit(item.get("livechat")),
             )
         )
     assert isinstance(body, dict)
     return AgentsPage(tuple(agents), len(items), _count(body.get("total")), skipped)
+
+
+def department_ids(value: object) -> tuple[str, ...] | None:
+    """An agent's `departments` (ids, newer servers); None when absent or not a list."""
+    if not isinstance(value, list):
+        return None
+    return tuple(sorted({clean(v) for v in value if type(v) is str and v}))
+
+
+def chat_limit(livechat: object) -> int | None:
+    """`livechat.maxNumberSimultaneousChat` as a positive int (the admin UI may store it as a
+    string); None when absent, 0 (Rocket.Chat's "no limit") or unusable."""
+    if type(livechat) is not dict:
+        return None
+    value = livechat.get("maxNumberSimultaneousChat")
+    if type(value) is str:
+        value = int(value) if value.strip().isdigit() else None
+    n = _count(value)
+    return n if n else None
 
 
 def unique_agents(pages: Iterable[AgentsPage]) -> tuple[AgentLive, ...]:

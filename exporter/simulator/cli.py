@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-window", type=float, default=60.0, help="seconds")
     p.add_argument("--days", type=int, default=7, help="days of generated history")
     p.add_argument("--no-licence", action="store_true", help="no enterprise licence")
+    p.add_argument(
+        "--departments",
+        type=int,
+        default=0,
+        help="generated departments, with memberships, a queue and open chats (default 0)",
+    )
     p.add_argument("--user-id", default="sim-user")
     p.add_argument("--auth-token", default="sim-token")
     return p
@@ -64,6 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"simulate: {e}", file=sys.stderr)
         return 2
     sim = Simulator(config)
+    if args.departments > 0:
+        sim.omni.generate(args.departments, [a.username for a in sim.agents])
+        # One agent per department stays available whatever the generated shifts say, so a
+        # demo (and the end-to-end test) always has chat slots to show.
+        for dep_id in sorted(sim.omni.departments):
+            first = next((u for u, ids in sorted(sim.omni.members.items()) if dep_id in ids), None)
+            if first is not None:
+                sim.set_live(first, status="online", status_livechat="available")
     host, port = args.listen
     try:
         server = serve(sim, host, port)

@@ -32,18 +32,22 @@ from .data import (
     trunc_seconds,
 )
 from .faults import Faults
+from .omnichannel import PATHS as OMNI_PATHS
+from .omnichannel import SCHEMAS as OMNI_SCHEMAS
+from .omnichannel import OmnichannelState, parse_sort
 
 ROUTE_HISTORY = "history"
 ROUTE_AGENTS = "agents"
 ROUTE_AGENTS_STATUS = "agents_status"
 ROUTE_INFO = "info"
-ROUTES = (ROUTE_HISTORY, ROUTE_AGENTS, ROUTE_AGENTS_STATUS, ROUTE_INFO)
 PATHS = {
     "/api/v1/livechat/analytics/agents/available-for-service-history": ROUTE_HISTORY,
     "/api/v1/livechat/users/agent": ROUTE_AGENTS,
     "/api/v1/livechat/analytics/dashboards/charts/agents-status": ROUTE_AGENTS_STATUS,
     "/api/info": ROUTE_INFO,
+    **OMNI_PATHS,  # departments, inquiries, load (simulator/omnichannel.py)
 }
+ROUTES = (ROUTE_HISTORY, ROUTE_AGENTS, ROUTE_AGENTS_STATUS, ROUTE_INFO, *OMNI_PATHS.values())
 ROUTE_PATHS = {v: k for k, v in PATHS.items()}
 
 # The GET query schemas of @rocket.chat/rest-typings (dist/v1/omnichannel.js); checked against the
@@ -229,6 +233,8 @@ class Simulator:
         self._shift_tables: dict[int, ShiftTable] = {}
         # memoized like Rocket.Chat's mem(maxAge 5 s): expires with the clock, nothing else
         self._chart_cache: dict[str, tuple[int, bytes]] = {}
+        self.omni = OmnichannelState()  # departments, queue, load: scripted by tests
+        self.unregistered: set[str] = set()  # route names answering 404 (an older server)
         self._set_directory(generated)
 
     # ------------------------------------------------------------------ time & switches
@@ -245,7 +251,8 @@ class Simulator:
         self._licence = bool(on)
 
     def forbid(self, route: str, forbidden: bool = True) -> None:
-        """Make `route` ("history", "agents", "agents_status") answer 403 (or stop doing so)."""
+        """Make `route` (one of ROUTES: "history", "agents", "agents_status", "departments",
+        "inquiries", "load") answer 403 (or stop doing so)."""
         if route not in ROUTES:
             raise ValueError(f"unknown route {route!r}; choose from {', '.join(ROUTES)}")
         with self._lock:
@@ -644,6 +651,8 @@ class Simulator:
         return reply
 
     def _dispatch(self, route: str, qs: str, headers: dict[str, str], client: str) -> Reply:
+        if route in self.unregistered:
+            return Reply(404, _dumps(P.BODY_NOT_FOUND))
         if route == ROUTE_INFO:
             return Reply(200, _dumps({"version": self.config.effective_version, "success": True}))
         if route == ROUTE_HISTORY and not self._licence:
@@ -685,6 +694,8 @@ class Simulator:
             )
         elif route == ROUTE_AGENTS:
             schema = AGENTS_SCHEMA
+        elif route in OMNI_SCHEMAS:
+            schema = OMNI_SCHEMAS[route]
         else:
             schema = AGENTS_STATUS_SCHEMA
         error, q = P.validate(schema, query)
@@ -697,7 +708,36 @@ class Simulator:
             return self._history(q)
         if route == ROUTE_AGENTS:
             return self._users(q)
+        if route in OMNI_SCHEMAS:
+            return self._omnichannel(route, q)
         return self._agents_status(q)
+
+    def _omnichannel(self, route: str, q: dict[str, Any]) -> Reply:
+        cfg = self.config
+        page = P.pagination(q, cfg.default_count, cfg.upper_count_limit, cfg.allow_infinite_count)
+        bad = _negative_paging(q)
+        if bad:
+            return Reply(400, _dumps(P.failure(bad)))
+        try:
+            sort = parse_sort(q.get("sort"))
+        except ValueError:
+            body = {
+                "success": False,
+                "error": f'Invalid sort parameter provided "{q.get("sort")}" [error-invalid-sort]',
+                "errorType": "error-invalid-sort",
+            }
+            return Reply(400, _dumps(body))
+        if route == "departments":
+            body = self.omni.departments_body(q, page)
+        elif route == "inquiries":
+            body = self.omni.inquiries_body(q, page, sort, self._now_ms())
+        else:
+            with self._lock:
+                now = self._now_ms()
+                live = self._live_snapshot(now)
+                by_user = {a.username: (a.id, *live[i]) for i, a in enumerate(self._agents)}
+            body = self.omni.load_body(q, page, by_user, now)
+        return Reply(200, _dumps({**body, "success": True}))
 
     def _history(self, q: dict[str, Any]) -> Reply:
         parsed = []
@@ -750,7 +790,11 @@ class Simulator:
             page = chosen[offset:] if offset else chosen
             if count:
                 page = page[:count]
-            users = [_user_json(self._agents[i], live[i]) for i in page]
+            users = [
+                {**_user_json(self._agents[i], live[i]), **self.omni.user_fields(a.username)}
+                for i in page
+                for a in (self._agents[i],)
+            ]
             total = len(chosen)
         body = {"users": users, "count": len(users), "offset": offset, "total": total}
         body["success"] = True

@@ -123,7 +123,10 @@ def validate(schema: QuerySchema, query: dict[str, str | list[str]]) -> tuple[st
                 return "must NOT have additional properties", {}
     out: dict[str, Any] = dict(query)
     for name, kind in schema.properties.items():
-        if name in query:
+        if name in query and kind.startswith("enum:"):  # a string limited to these values
+            if query[name] not in kind[5:].split(","):
+                return "must be equal to one of the allowed values", {}
+        elif name in query:
             ok, v = _coerce(kind, query[name], name in schema.nullable)
             if not ok:
                 return f"must be {kind}", {}

@@ -124,6 +124,7 @@ class Rig:
         skew: float = 0.0,
         agent_filter: dict[str, Any] | None = None,
         record: bool = True,
+        config_extra: dict[str, Any] | None = None,
         **sim: Any,
     ):
         self.clock = ManualClock(start)
@@ -156,6 +157,7 @@ class Rig:
                 "windows_include_open_sessions": include_open,
                 "agents": agent_filter or {},
                 "servers": [server],
+                **(config_extra or {}),
             }
         )
         self.publisher = Publisher(["rc"], self.config.max_staleness)
