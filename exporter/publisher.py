@@ -17,7 +17,8 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from exporter.exposition import ServerHealth, ServerPage, ServerView, join, render_server
+from exporter.exposition import ServerHealth, ServerView
+from exporter.page import ServerPage, join, render_server
 from exporter.snapshot import ServerSnapshot
 
 

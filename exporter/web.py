@@ -123,14 +123,14 @@ def landing_page(publisher: Publisher, now: float, metrics_path: str = "/metrics
     return body.encode("utf-8", "replace")  # text is cleaned at the edge; this is a backstop
 
 
-_FINAL_BLOCK = b"\x03\x00"  # an empty final deflate block, as exposition.join ends its stream
+_FINAL_BLOCK = b"\x03\x00"  # an empty final deflate block, as page.join ends its stream
 _SYNC_FLUSH = b"\x00\x00\xff\xff"  # the empty stored block a sync flush ends a segment with
 
 
 def gzip_with_tail(gz: bytes, tail: bytes) -> bytes:
     """The publisher's gzip page with `tail` appended, still ONE gzip member.
 
-    exposition.join ends the page's deflate stream with sync-flushed segments and an empty
+    page.join ends the page's deflate stream with sync-flushed segments and an empty
     final block: dropping that block (and the trailer) leaves a stream that a freshly deflated
     tail can continue, with the trailer's CRC-32 continued from the page's. One member, since
     not every client reads concatenated members (httpx, for one, stops after the first). Any

@@ -7,8 +7,9 @@ import subprocess
 
 from exporter.availability import AgentWindow, TeamWindow
 from exporter.departments import DepartmentRow, DepartmentsSnapshot
-from exporter.exposition import METRIC_NAMES, ServerHealth, ServerView, render
+from exporter.exposition import METRIC_NAMES, ServerHealth, ServerView
 from exporter.model import ParseStats
+from exporter.page import render
 from exporter.publisher import Publisher
 from exporter.snapshot import AgentRow, ServerSnapshot
 from tests.support.procs import require_binary
@@ -286,7 +287,7 @@ def test_a_render_reusing_the_previous_page_is_byte_identical():
     changed, added and removed agents and windows must come out exactly as from scratch."""
     from dataclasses import replace
 
-    from exporter.exposition import render_server
+    from exporter.page import render_server
 
     first = ServerView(health(), snapshot())
     page1 = render_server(first)

@@ -58,6 +58,7 @@ STAGES: dict[str, int] = {
     "exporter.backfill": 7,  # the backfill command: owns time, like the poller
     "exporter.exposition_departments": 6,  # the department families of /metrics
     "exporter.publisher": 6,
+    "exporter.page": 6,  # a server's part of the page, the joined page (plain, gzip)
     "exporter.poller": 7,
     "exporter.webconfig": 7,
     "exporter.web": 7,
