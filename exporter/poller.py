@@ -209,8 +209,16 @@ class ServerPoller:
             poll_errors=tuple(sorted(self._errors.items())),
         )
         self.publisher.update(self._health, None, self.clock())
+        elapsed = now_at - fill.started
+        if done >= fill.days:
+            log.info(
+                "history cache filled",
+                extra={"server": self.server.name, "days": fill.days, "seconds": round(elapsed, 1)},
+            )
+            return
         step = int(10 * done / fill.days)
-        if step > fill.logged:
+        # A fill of a few seconds needs no running commentary, only its last line.
+        if step > fill.logged and max(elapsed, eta or 0.0) >= EARLY_PUBLISH_AFTER_SECONDS:
             fill.logged = step
             log.info(
                 "filling the history cache",

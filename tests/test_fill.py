@@ -24,7 +24,8 @@ def key(name: str, **labels: str):
     return (name, frozenset({"server": "rc", **labels}.items()))
 
 
-def test_first_fill_shows_progress_and_publishes_today_early():
+def test_first_fill_shows_progress_and_publishes_today_early(caplog):
+    caplog.set_level("INFO", logger="exporter.poller")
     sim = Simulator(
         SimulatorConfig(
             agents=40, seed=3, rate_limit=2, rate_window=2, user_id=USER_ID, auth_token=TOKEN
@@ -82,6 +83,9 @@ def test_first_fill_shows_progress_and_publishes_today_early():
         assert done[key("window_complete", window="7d")] == 1
         assert any(k[0] == "agent_available_seconds" and ("window", "7d") in k[1] for k in done)
         assert sim.requests.get(("history", 429), 0) == 0  # paced, never refused
+        progress = [r for r in caplog.records if r.getMessage() == "filling the history cache"]
+        assert progress and all(hasattr(r, "eta_seconds") for r in progress)
+        assert [r.getMessage() for r in caplog.records].count("history cache filled") == 1
     finally:
         stop.set()
         for t in threads:
