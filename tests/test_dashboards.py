@@ -105,6 +105,29 @@ def test_template_variables(path, dash):
 
 
 @by_dashboard
+def test_job_and_server_variables_exist_before_the_first_poll_ends(path, dash):
+    """During the initial fill (up to half an hour) `up` and every window series are absent:
+    the variables must come from series the exporter exposes from its first second."""
+    found = variables(dash)
+    assert found["job"]["query"] == "label_values(rocketchat_omnichannel_exporter_build_info, job)"
+    assert found["server"]["query"] == (
+        'label_values(rocketchat_omnichannel_server_info{job=~"$job"}, server)'
+    )
+
+
+def test_staffing_dashboard_shows_the_fill_progress_and_eta_first():
+    staffing = dict(ALL_DASHBOARDS)[DASHBOARDS_DIR / "rocketchat-omnichannel-staffing.json"]
+    first = next(p for p in staffing["panels"] if p["type"] != "row")
+    exprs = " ".join(t["expr"] for t in first["targets"])
+    assert first["type"] == "stat" and "fill" in first["title"].lower()
+    assert "rocketchat_omnichannel_fill_progress_ratio" in exprs
+    assert "rocketchat_omnichannel_fill_eta_seconds" in exprs
+    assert first["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    eta = first["fieldConfig"]["overrides"][0]
+    assert {"id": "unit", "value": "s"} in eta["properties"]
+
+
+@by_dashboard
 def test_every_panel_and_query_uses_the_datasource_variable(path, dash):
     for panel in panels(dash):
         assert panel.get("datasource") == DS, panel.get("title")

@@ -34,8 +34,46 @@ AVAILABLE_MEANS = (
 )
 
 
+def cache_fill() -> Json:
+    """Progress of the first fill: the only panel with numbers while the cache fills."""
+    return stat(
+        "Cache fill: done, ETA",
+        "Progress of the exporter's first fill of its history cache (every day the longest"
+        " window needs, one request per day and page within Rocket.Chat's rate limit), and the"
+        " estimated time left at that rate. Until it reaches 100 % the window and staffing"
+        " panels stay empty; at 5,000 agents the fill takes about half an hour. 100 % from"
+        " then on (later polls fetch only today). If it does not move, see the NeverPolled"
+        " alert in the runbook.",
+        "percentunit",
+        [
+            target(
+                f"max by (server) (rocketchat_omnichannel_fill_progress_ratio{{{SRV}}})",
+                "{{server}} done",
+                "A",
+            ),
+            target(
+                f"max by (server) (rocketchat_omnichannel_fill_eta_seconds{{{SRV}}})",
+                "{{server}} ETA",
+                "B",
+            ),
+        ],
+        overrides=[
+            {
+                "matcher": {"id": "byRegexp", "options": ".* ETA"},
+                "properties": [
+                    {"id": "unit", "value": "s"},
+                    {"id": "thresholds", "value": thresholds((None, "blue"))},
+                ],
+            }
+        ],
+        thresholds=thresholds((None, "orange"), (1, "green")),
+        min=0,
+    )
+
+
 def staffing_now(lay: Layout) -> None:
     lay.row("Staffing now")
+    lay.add(cache_fill(), 4, 5)
     lay.add(
         stat(
             "Available agents",
@@ -44,7 +82,7 @@ def staffing_now(lay: Layout) -> None:
             [target(AVAILABLE, "{{server}}")],
             thresholds=thresholds((None, "red"), (1, "green")),
         ),
-        6,
+        5,
         5,
     )
     lay.add(
@@ -56,7 +94,7 @@ def staffing_now(lay: Layout) -> None:
             [target(REQUIRED, "{{server}}")],
             thresholds=thresholds((None, "blue")),
         ),
-        6,
+        5,
         5,
     )
     lay.add(
@@ -67,7 +105,7 @@ def staffing_now(lay: Layout) -> None:
             [target(f"{AVAILABLE} - {REQUIRED}", "{{server}}")],
             thresholds=thresholds((None, "red"), (0, "green")),
         ),
-        6,
+        5,
         5,
     )
     lay.add(
@@ -86,7 +124,7 @@ def staffing_now(lay: Layout) -> None:
             ],
             thresholds=thresholds((None, "green"), (1, "orange")),
         ),
-        6,
+        5,
         5,
     )
     lay.add(

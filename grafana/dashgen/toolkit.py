@@ -117,13 +117,22 @@ def panel(
     return p
 
 
-def stat(title: str, description: str, unit: str, targets: list[Json], **defaults: Any) -> Json:
+def stat(
+    title: str,
+    description: str,
+    unit: str,
+    targets: list[Json],
+    *,
+    overrides: list[Json] | None = None,
+    **defaults: Any,
+) -> Json:
     return panel(
         "stat",
         title,
         description,
         unit,
         targets,
+        overrides=overrides,
         options={
             "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
             "colorMode": "value",
@@ -281,11 +290,14 @@ def query_variable(name: str, label: str, query: str, *, include_all: bool = Tru
     return var
 
 
+# job and server come from series that exist from the exporter's first second: build_info (one
+# per process) and server_info (one per configured server). `up` would not do: it is absent
+# until a server's first poll, the initial fill, has finished (up to half an hour).
 COMMON_VARIABLES = [
     datasource_variable(),
-    query_variable("job", "Job", "label_values(rocketchat_omnichannel_up, job)"),
+    query_variable("job", "Job", "label_values(rocketchat_omnichannel_exporter_build_info, job)"),
     query_variable(
-        "server", "Server", 'label_values(rocketchat_omnichannel_up{job=~"$job"}, server)'
+        "server", "Server", 'label_values(rocketchat_omnichannel_server_info{job=~"$job"}, server)'
     ),
 ]
 WINDOW_VARIABLE = query_variable(
