@@ -120,6 +120,7 @@ def test_check_config_skip_secrets_checks_everything_but_the_secret_files(tmp_pa
     cfg.write_text(body)
     plain = run("check-config", "--config.file", str(cfg))
     assert plain.returncode == 2 and "servers[0].auth_token_file: file not found" in plain.stderr
+    assert "--skip-secrets" in plain.stderr
     skipped = run("check-config", "--skip-secrets", "--config.file", str(cfg))
     assert skipped.returncode == 0, skipped.stderr
     assert "not checked" in skipped.stdout and "servers[0].user_id_file" in skipped.stdout
