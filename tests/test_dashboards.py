@@ -115,9 +115,9 @@ def test_job_and_server_variables_exist_before_the_first_poll_ends(path, dash):
     )
 
 
-def test_staffing_dashboard_shows_the_fill_progress_and_eta_first():
-    staffing = dict(ALL_DASHBOARDS)[DASHBOARDS_DIR / "rocketchat-omnichannel-staffing.json"]
-    first = next(p for p in staffing["panels"] if p["type"] != "row")
+@by_dashboard
+def test_the_fill_progress_and_eta_come_first(path, dash):
+    first = next(p for p in dash["panels"] if p["type"] != "row")
     exprs = " ".join(t["expr"] for t in first["targets"])
     assert first["type"] == "stat" and "fill" in first["title"].lower()
     assert "rocketchat_omnichannel_fill_progress_ratio" in exprs

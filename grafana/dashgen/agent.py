@@ -11,6 +11,7 @@ from .toolkit import (
     Json,
     Layout,
     bargauge,
+    cache_fill,
     dashboard,
     dashed,
     panel,
@@ -34,6 +35,7 @@ AGENT_VARIABLE = query_variable(
 
 def agent_now(lay: Layout) -> None:
     lay.row("Now")
+    lay.add(cache_fill(), 6, 5)
     lay.add(
         stat(
             "Available now",
@@ -50,7 +52,7 @@ def agent_now(lay: Layout) -> None:
             mappings=value_map(**{"0": ("Not available", "red"), "1": ("Available", "green")}),
             thresholds=thresholds((None, "red"), (1, "green")),
         ),
-        8,
+        6,
         5,
     )
     lay.add(
@@ -68,7 +70,7 @@ def agent_now(lay: Layout) -> None:
             ],
             thresholds=thresholds((None, "blue")),
         ),
-        8,
+        6,
         5,
     )
     lay.add(
@@ -86,7 +88,7 @@ def agent_now(lay: Layout) -> None:
             ],
             thresholds=thresholds((None, "blue")),
         ),
-        8,
+        6,
         5,
     )
     lay.add(

@@ -14,6 +14,7 @@ from .toolkit import (
     Json,
     Layout,
     bargauge,
+    cache_fill,
     dashboard,
     dashed,
     stat,
@@ -32,43 +33,6 @@ AVAILABLE_MEANS = (
     " Available = omnichannel status 'available' and presence online, as Rocket.Chat's"
     " agents-status chart counts them (away and busy agents are counted separately)."
 )
-
-
-def cache_fill() -> Json:
-    """Progress of the first fill: the only panel with numbers while the cache fills."""
-    return stat(
-        "Cache fill: done, ETA",
-        "Progress of the exporter's first fill of its history cache (every day the longest"
-        " window needs, one request per day and page within Rocket.Chat's rate limit), and the"
-        " estimated time left at that rate. Until it reaches 100 % the window and staffing"
-        " panels stay empty; at 5,000 agents the fill takes about half an hour. 100 % from"
-        " then on (later polls fetch only today). If it does not move, see the NeverPolled"
-        " alert in the runbook.",
-        "percentunit",
-        [
-            target(
-                f"max by (server) (rocketchat_omnichannel_fill_progress_ratio{{{SRV}}})",
-                "{{server}} done",
-                "A",
-            ),
-            target(
-                f"max by (server) (rocketchat_omnichannel_fill_eta_seconds{{{SRV}}})",
-                "{{server}} ETA",
-                "B",
-            ),
-        ],
-        overrides=[
-            {
-                "matcher": {"id": "byRegexp", "options": ".* ETA"},
-                "properties": [
-                    {"id": "unit", "value": "s"},
-                    {"id": "thresholds", "value": thresholds((None, "blue"))},
-                ],
-            }
-        ],
-        thresholds=thresholds((None, "orange"), (1, "green")),
-        min=0,
-    )
 
 
 def staffing_now(lay: Layout) -> None:
