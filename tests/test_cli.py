@@ -129,11 +129,16 @@ def test_check_config_skip_secrets_checks_everything_but_the_secret_files(tmp_pa
     bad = run("check-config", "--skip-secrets", "--config.file", str(cfg))
     assert bad.returncode == 2 and "servers[0].timezone" in bad.stderr
     assert "auth_token_file" not in bad.stderr
-    # With the files present it is a plain, full check.
+    # An empty placeholder file is skipped too; the full check refuses it.
+    cfg.write_text(body)
     (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets/user-id").write_text("")
+    empty = run("check-config", "--skip-secrets", "--config.file", str(cfg))
+    assert empty.returncode == 0 and "user-id is empty" in empty.stdout, empty.stderr
+    assert run("check-config", "--config.file", str(cfg)).returncode == 2
+    # With the files present it is a plain, full check.
     (tmp_path / "secrets/user-id").write_text(USER)
     (tmp_path / "secrets/auth-token").write_text(TOKEN)
-    cfg.write_text(body)
     full = run("check-config", "--skip-secrets", "--config.file", str(cfg))
     assert full.returncode == 0 and "server x: https://chat.example.com" in full.stdout
     assert TOKEN not in full.stdout + full.stderr

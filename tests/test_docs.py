@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.cli import _is_secret_file_problem
+from exporter.cli import is_secret_file_problem
 from exporter.config import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -129,7 +129,7 @@ def test_every_config_block_validates(block, tmp_path):
     try:
         load_config(str(path), environ=ENVIRON)
     except ConfigError as exc:
-        errors = [e for e in exc.errors if not _is_secret_file_problem(e)]
+        errors = [e for e in exc.errors if not is_secret_file_problem(e)]
         assert not errors, f"{block.id}: not a valid exporter configuration:\n" + "\n".join(errors)
 
 
