@@ -73,6 +73,7 @@ def test_version_prints_version_revision_build_date_and_python_like_prometheus()
     assert fields["python version"].strip() == platform.python_version()
 
 
+@pytest.mark.slow  # builds a wheel with pip
 def test_a_built_wheel_carries_its_revision_and_build_date(tmp_path):
     """setup.py stamps exporter/_build.py into the wheel (not the source tree)."""
     env = {**os.environ, "SOURCE_REVISION": "0123abc", "SOURCE_DATE_EPOCH": "1764720000"}

@@ -244,6 +244,7 @@ def test_every_query_is_valid_promql(tmp_path: Path):
 
 
 @pytest.mark.e2e
+@pytest.mark.slow  # a simulator, the exporter and Prometheus
 def test_variables_fill_stat_and_alert_work_while_the_first_fill_runs(tmp_path):
     """A first fill throttled by Rocket.Chat's rate limit takes minutes: `up` is absent all
     that time. The dashboards' job and server variables (as Grafana asks Prometheus for them),
