@@ -327,13 +327,14 @@ def exporter_health(lay: Layout) -> None:
     lay.add(
         stat(
             "Agents truncated",
-            "Agents Rocket.Chat counted for today but did not return (its page size limit):"
-            " their history is missing. Raise 'Default Count' and 'Upper Count Limit' in"
-            " Rocket.Chat's REST API settings above the number of agents.",
+            "Agents Rocket.Chat counted but did not return (its page size limit) on a day the"
+            " selected windows cover, the most over those windows: their history is missing."
+            " Today can be complete while past days are not. Raise 'Default Count' and 'Upper"
+            " Count Limit' in Rocket.Chat's REST API settings above the number of agents.",
             "none",
             [
                 target(
-                    f"max by (server) (rocketchat_omnichannel_agents_truncated{{{SRV}}})",
+                    f"max by (server) (rocketchat_omnichannel_window_agents_missing{{{WIN}}})",
                     "{{server}}",
                 )
             ],
