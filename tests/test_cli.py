@@ -254,3 +254,20 @@ def test_stops_within_5s_on_signal(tmp_path, simulator, sig):
         assert proc.proc.returncode == 0
     finally:
         proc.stop()
+
+
+@pytest.mark.parametrize(
+    "listen,url",
+    [
+        ("127.0.0.1:9875", "http://127.0.0.1:0/"),
+        (":9875", "http://127.0.0.1:0/"),
+        ("0.0.0.0:9875", "http://127.0.0.1:0/"),
+        ("[::1]:9875", "http://[::1]:0/"),
+        (["[::1]:9875", "127.0.0.1:9875"], "http://[::1]:0/"),
+    ],
+)
+def test_demo_url_is_one_a_browser_on_this_host_can_open(listen, url):
+    class Web:
+        scheme, port = "http", 0
+
+    assert cli.browser_url(Web(), listen) == url  # type: ignore[arg-type]
