@@ -3,11 +3,11 @@
     python grafana/generate.py          # rewrite grafana/dashboards/*.json
     python grafana/generate.py --check  # exit 1 if the committed JSON is not what this builds
 
-The definitions are in dashgen/: toolkit.py (panels, queries, variables, the dashboard
-frame) and one module per dashboard (staffing.py, agent.py). Standard library only. The output
-works with file provisioning, the Grafana dashboard sidecar and manual import alike: every panel
-and query names the data source through the `datasource` variable (no `__inputs`), and each
-dashboard has a fixed `uid` so links and bookmarks survive re-imports.
+The definitions are in dashgen/: toolkit.py (panels, queries, variables, the dashboard frame)
+and one module per dashboard (staffing.py with its queue.py row, agent.py). Standard library
+only. The output works with file provisioning, the Grafana dashboard sidecar and manual import
+alike: every panel and query names the data source through the `datasource` variable (no
+`__inputs`), and each dashboard has a fixed `uid` so links and bookmarks survive re-imports.
 """
 
 from __future__ import annotations
