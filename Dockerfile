@@ -10,8 +10,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# Only what the wheel is built from (see also .dockerignore).
-COPY pyproject.toml README.md ./
+# The commit built, for --version and build_info (the context has no .git):
+#   docker build --build-arg SOURCE_REVISION="$(git rev-parse HEAD)" ...
+ARG SOURCE_REVISION=
+ENV SOURCE_REVISION=${SOURCE_REVISION}
+# Only what the wheel is built from (see also .dockerignore). setup.py stamps the revision and
+# the build date into the wheel.
+COPY pyproject.toml README.md setup.py ./
 COPY exporter ./exporter
 # The venv's modules are compiled here, checked by hash rather than by file time (COPY may
 # not keep mtimes), so the read-only final image never tries to write .pyc files.

@@ -8,15 +8,13 @@ by the web layer because, unlike the polled metrics, they must be fresh on every
 
 from __future__ import annotations
 
-import functools
 import platform
-import subprocess
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
 from exporter import __version__
+from exporter.buildinfo import revision  # stamped into a built wheel, else git, else unknown
 
 BUILD_INFO = "rocketchat_omnichannel_exporter_build_info"
 PROCESS_METRIC_NAMES = (
@@ -28,25 +26,6 @@ PROCESS_METRIC_NAMES = (
     "process_max_fds",
 )
 METRIC_NAMES = (*PROCESS_METRIC_NAMES, BUILD_INFO)
-
-
-@functools.cache
-def revision() -> str:
-    """The git commit this code runs from, when it runs from a checkout; else 'unknown'."""
-    root = Path(__file__).resolve().parent.parent
-    if not (root / ".git").exists():
-        return "unknown"
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=2,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out or "unknown"
 
 
 def _escape(value: str) -> str:

@@ -22,9 +22,11 @@ from tests.promql_inventory import (
     panels,
     promql_inventory,
     promtool,
+    rule_files,
     rules,
     unknown_metrics,
 )
+from tests.support.procs import Process, Prometheus, free_port, http_get, start_exporter, wait_for
 
 DS = {"type": "prometheus", "uid": "${datasource}"}
 # Stable uids: links, bookmarks and provisioning depend on them. Change only deliberately.
@@ -102,6 +104,29 @@ def test_template_variables(path, dash):
         if var["type"] == "query":
             assert var["datasource"] == DS, var["name"]
             assert "label_values(" in var["query"], var["name"]
+
+
+@by_dashboard
+def test_job_and_server_variables_exist_before_the_first_poll_ends(path, dash):
+    """During the initial fill (up to half an hour) `up` and every window series are absent:
+    the variables must come from series the exporter exposes from its first second."""
+    found = variables(dash)
+    assert found["job"]["query"] == "label_values(rocketchat_omnichannel_exporter_build_info, job)"
+    assert found["server"]["query"] == (
+        'label_values(rocketchat_omnichannel_server_info{job=~"$job"}, server)'
+    )
+
+
+@by_dashboard
+def test_the_fill_progress_and_eta_come_first(path, dash):
+    first = next(p for p in dash["panels"] if p["type"] != "row")
+    exprs = " ".join(t["expr"] for t in first["targets"])
+    assert first["type"] == "stat" and "fill" in first["title"].lower()
+    assert "rocketchat_omnichannel_fill_progress_ratio" in exprs
+    assert "rocketchat_omnichannel_fill_eta_seconds" in exprs
+    assert first["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    eta = first["fieldConfig"]["overrides"][0]
+    assert {"id": "unit", "value": "s"} in eta["properties"]
 
 
 @by_dashboard
@@ -213,3 +238,79 @@ def test_every_query_is_valid_promql(tmp_path: Path):
         [promtool(), "check", "rules", str(rule_file)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---- during the first fill, through a real Prometheus ----------------------------------------
+
+
+@pytest.mark.e2e
+@pytest.mark.slow  # a simulator, the exporter and Prometheus
+def test_variables_fill_stat_and_alert_work_while_the_first_fill_runs(tmp_path):
+    """A first fill throttled by Rocket.Chat's rate limit takes minutes: `up` is absent all
+    that time. The dashboards' job and server variables (as Grafana asks Prometheus for them),
+    the fill stat and the NoSuccessfulPoll condition must have data from the start."""
+    sim_port = free_port()
+    sim_url = f"http://127.0.0.1:{sim_port}"
+    procs = [
+        Process(
+            [
+                sys.executable,
+                "-m",
+                "exporter",
+                "simulate",
+                "--listen",
+                f"127.0.0.1:{sim_port}",
+                "--agents",
+                "20",
+                "--rate-limit",
+                "1",  # one call per route per minute: the 8-day fill takes about 8 minutes
+                "--rate-window",
+                "60",
+            ],
+            tmp_path / "simulator.log",
+        )
+    ]
+    try:
+        wait_for(lambda: http_get(sim_url + "/api/info")[0] == 200, 20, "simulator up")
+        cfg = tmp_path / "config.yaml"
+        cfg.write_text(
+            f"windows: [1h, 7d, today]\nservers:\n  - name: filling\n    url: {sim_url}\n"
+            "    user_id: sim-user\n    auth_token: sim-token\n"
+        )
+        exporter, url = start_exporter(cfg, tmp_path)
+        procs.append(exporter)
+        prom = Prometheus(
+            tmp_path, [url.removeprefix("http://")], rule_files=[str(p) for p in rule_files()]
+        )
+        procs.append(prom)
+        wait_for(
+            lambda: prom.query("rocketchat_omnichannel_server_info"), 30, "server_info scraped"
+        )
+
+        dash = dict(ALL_DASHBOARDS)[DASHBOARDS_DIR / "rocketchat-omnichannel-staffing.json"]
+        found = variables(dash)
+
+        def label_values(var: str) -> list[str]:
+            metric, label = re.fullmatch(
+                r"label_values\((.+), (\w+)\)", found[var]["query"]
+            ).groups()
+            metric = metric.replace("$job", ".*")
+            return prom.api(f"label/{label}/values", **{"match[]": metric})
+
+        assert label_values("job") == ["rocketchat-omnichannel"]
+        assert label_values("server") == ["filling"]
+        assert prom.query("rocketchat_omnichannel_up") == [], "the fill should still be running"
+        progress = prom.query('rocketchat_omnichannel_fill_progress_ratio{server="filling"}')
+        assert progress and 0 <= float(progress[0]["value"][1]) < 1
+        assert prom.query('rocketchat_omnichannel_fill_eta_seconds{server="filling"}')
+        pending = wait_for(
+            lambda: prom.query(
+                'ALERTS{alertname="RocketChatOmnichannelNoSuccessfulPoll", server="filling"}'
+            ),
+            30,
+            "NoSuccessfulPoll pending",
+        )
+        assert pending[0]["metric"]["alertstate"] == "pending"
+    finally:
+        for p in reversed(procs):
+            p.stop()

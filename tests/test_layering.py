@@ -37,6 +37,7 @@ STAGES: dict[str, int] = {
     "exporter.text": SHARED,  # clean(): untrusted text made safe where it enters
     "exporter.localtime": SHARED,  # day_start / local_date: server-local calendar days
     "exporter.intervals": SHARED,  # merge_intervals: the parser's repair and the math's
+    "exporter.buildinfo": SHARED,  # version, revision, build date: --version and build_info
     # the flow
     "exporter.config": 1,
     "exporter.rocketchat": 2,

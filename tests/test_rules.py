@@ -30,6 +30,7 @@ REQUIRED_ALERTS = {
     "RocketChatOmnichannelUnderstaffed": "warning",
     "RocketChatOmnichannelExporterDown": "critical",
     "RocketChatOmnichannelPollFailing": "warning",
+    "RocketChatOmnichannelNoSuccessfulPoll": "warning",
     "RocketChatOmnichannelDataStale": "warning",
     "RocketChatOmnichannelAuthFailing": "critical",
     "RocketChatOmnichannelAgentsTruncated": "info",
@@ -40,7 +41,11 @@ REQUIRED_ALERTS = {
     "RocketChatOmnichannelDepartmentUnderstaffed": "warning",
 }
 # Alerts whose value is a constant (`up == 0` is 0, `absent()` is 1): no $value to print.
-CONSTANT_VALUE_ALERTS = {"RocketChatOmnichannelExporterDown", "RocketChatOmnichannelPollFailing"}
+CONSTANT_VALUE_ALERTS = {
+    "RocketChatOmnichannelExporterDown",
+    "RocketChatOmnichannelPollFailing",
+    "RocketChatOmnichannelNoSuccessfulPoll",  # server_info is 1; the fill progress is queried
+}
 # Alerts about the staffing level must not act on failed or stale polls (docs/runbook.md).
 STAFFING_ALERTS = {"RocketChatOmnichannelNoAgentAvailable", "RocketChatOmnichannelUnderstaffed"}
 # The queue and department alerts (departments on): the same freshness guard, per department.
@@ -174,6 +179,16 @@ def test_exporter_down_uses_the_documented_job_regex():
     assert expr.count('up{job=~".*rocketchat-omnichannel.*"}') == 2
     assert "absent(" in expr
     assert ".*rocketchat-omnichannel.*" in RUNBOOK.read_text(encoding="utf-8")
+
+
+def test_no_successful_poll_needs_neither_up_nor_a_last_success():
+    """During the initial fill `up` and the last-success timestamp are absent: the alert must
+    start from the per-server info series, which exists from the exporter's first second."""
+    expr = " ".join(alerts()["RocketChatOmnichannelNoSuccessfulPoll"]["expr"].split())
+    assert expr == (
+        "rocketchat_omnichannel_server_info unless on (job, instance, server)"
+        " rocketchat_omnichannel_last_success_timestamp_seconds"
+    )
 
 
 @pytest.mark.parametrize("path_rule", list(rules()), ids=lambda pr: pr[1].get("alert", "record"))
