@@ -37,6 +37,18 @@ else:
     local_date = importlib.import_module("exporter.history").local_date
 
 RocketChatClient: Any = client_module.RocketChatClient
+
+
+def scrape_bytes(page: bytes, packed: bytes) -> tuple[bytes, bytes]:
+    """What a scrape of the exporter answers, plain and gzipped: main appends the process's
+    own metrics (process_*, read at each scrape) to the publisher's page; 0.1 did not."""
+    try:
+        from exporter.process_metrics import SelfMetrics
+        from exporter.web import gzip_with_tail
+    except ImportError:
+        return page, packed
+    tail = SelfMetrics().render()
+    return page + tail, gzip_with_tail(packed, tail)
 ServerPoller: Any = exporter.poller.ServerPoller
 
 
