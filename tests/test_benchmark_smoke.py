@@ -59,6 +59,7 @@ def test_benchmark_runs_at_size_s_and_its_figures_are_sane(tmp_path, capsys):
         for figures in servers["n"].values():
             assert 0 <= figures["publish_cpu"] <= figures["update_cpu"]
         assert servers["n"]["2"]["page_bytes"] > servers["n"]["1"]["page_bytes"]
+        assert [f["fresh_parts"] for f in servers["n"].values()] == [1, 2]
 
     if baseline != "none":
         (old,) = data["baseline_results"]

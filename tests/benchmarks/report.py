@@ -208,13 +208,14 @@ def servers_table(new: Result | None, old: Result | None) -> list[str]:
     if not runs:
         return []
     size = runs[0][1]["size"]
-    lines = [[f"N servers of size {size}", *(f"{c}: update / publish ms, vs N=1" for c, _ in runs)]]
+    head = (f"{c}: update / publish / GC ms, vs N=1" for c, _ in runs)
+    lines = [[f"N servers of size {size}", *head]]
     for n in runs[0][1]["n"]:
         row = [f"  N = {n}"]
         for _c, r in runs:
             f, base = r["n"][n], r["n"][next(iter(r["n"]))]
             row.append(
-                f"{_ms(f['update_cpu'])} / {_ms(f['publish_cpu'])}, "
+                f"{_ms(f['update_cpu'])} / {_ms(f['publish_cpu'])} / {_ms(f.get('gc_cpu', 0))}, "
                 f"{f['update_cpu'] / base['update_cpu']:.2f}x"
             )
         lines.append(row)
