@@ -49,6 +49,8 @@ def scrape_bytes(page: bytes, packed: bytes) -> tuple[bytes, bytes]:
         return page, packed
     tail = SelfMetrics().render()
     return page + tail, gzip_with_tail(packed, tail)
+
+
 ServerPoller: Any = exporter.poller.ServerPoller
 
 
