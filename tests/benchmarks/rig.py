@@ -1,5 +1,6 @@
-"""The pieces a size run is made of: a fake clock shared between processes, the simulator in
-its own process, and the exporter's real poller with stopwatches around its stages."""
+"""The pieces a size run is made of: the exporter's real poller and publisher on the shared
+clock (simproc.py), with stopwatches around its stages. Works on main's code and on the
+baseline's (compat.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import gc
 import json
 import logging
 import math
-import multiprocessing
 import threading
 import time
 from collections import Counter
@@ -18,116 +18,14 @@ from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import exporter.poller
-import exporter.rocketchat.client
-import exporter.rocketchat.transport
 from exporter.availability import window_bounds
 from exporter.config import parse_config
 from exporter.config.model import Config
-from exporter.localtime import local_date
-from exporter.poller import ServerPoller
-from exporter.publisher import Publisher
-from exporter.rocketchat.client import RocketChatClient
-from exporter.rocketchat.paging import PAGE_SIZE
 
-from . import sizes
+from . import compat, sizes
+from .simproc import SPAWN, SharedClock, SimulatorProcess
 
-SPAWN = multiprocessing.get_context("spawn")
-
-
-class SharedClock:
-    """Unix seconds in shared memory: the simulator and the exporter read the same "now".
-
-    The client's `sleep` is `advance`, so rate-limit waits cost no wall time while Rocket.Chat's
-    fixed windows (kept by the simulator on this clock) are enforced exactly.
-    """
-
-    def __init__(self, value: Any):
-        self._value = value  # a multiprocessing Value("d")
-
-    @classmethod
-    def create(cls, start: float) -> SharedClock:
-        return cls(SPAWN.Value("d", start))
-
-    @property
-    def raw(self) -> Any:
-        return self._value
-
-    def now(self) -> float:
-        with self._value.get_lock():
-            return self._value.value
-
-    def advance(self, seconds: float) -> float:
-        with self._value.get_lock():
-            self._value.value += seconds
-            return self._value.value
-
-
-# ---- the simulator, in a process of its own ---------------------------------------------------
-
-
-def _simulator_main(conn: Any, clock_value: Any, agents: int) -> None:
-    from exporter.simulator import Simulator, SimulatorConfig, serve
-
-    clock = SharedClock(clock_value)
-    sim = Simulator(
-        SimulatorConfig(
-            agents=agents,
-            seed=sizes.SEED,
-            timezone=sizes.TIMEZONE,
-            days=sizes.HISTORY_DAYS,
-            intervals_per_day=sizes.INTERVALS_PER_DAY,
-            rate_limit=sizes.RATE_LIMIT,
-            rate_window=sizes.RATE_WINDOW,
-        ),
-        clock=clock,
-    )
-    sim.warm()
-    server = serve(sim, host="127.0.0.1", port=0)
-    conn.send((server.url, sim.config.user_id, sim.config.auth_token))
-    try:
-        while True:
-            cmd, arg = conn.recv()
-            if cmd == "requests":
-                conn.send(sorted(sim.requests.items(), key=str))
-            elif cmd == "day_totals":  # agents with history per local day (ordinals) at a time
-                days, at = arg
-                now_ms = round(at * 1000)
-                conn.send({d: sim.history_rows(d, d, now_ms, 0, 1)[0] for d in days})
-            elif cmd == "stop":
-                break
-    finally:
-        server.stop()
-        conn.send("stopped")
-
-
-class SimulatorProcess:
-    """The simulator serving on 127.0.0.1 from a subprocess, so that neither its CPU nor its
-    memory is counted as the exporter's."""
-
-    def __init__(self, clock: SharedClock, agents: int):
-        self._conn, child = SPAWN.Pipe()
-        self._proc = SPAWN.Process(
-            target=_simulator_main, args=(child, clock.raw, agents), name="simulator", daemon=True
-        )
-        self._proc.start()
-        self.url, self.user_id, self.auth_token = self._conn.recv()
-
-    def requests(self) -> Counter[tuple[str, Any]]:
-        """The simulator's own count of answers, by (route, status)."""
-        self._conn.send(("requests", None))
-        return Counter(dict(self._conn.recv()))
-
-    def day_totals(self, ordinals: list[int], at: float) -> dict[int, int]:
-        """Agents with history on each local day (ordinals), as the simulator had it `at`."""
-        self._conn.send(("day_totals", (ordinals, at)))
-        return self._conn.recv()
-
-    def stop(self) -> None:
-        if self._proc.is_alive():
-            self._conn.send(("stop", None))
-            self._conn.recv()
-            self._proc.join(timeout=10)
+__all__ = ["SPAWN", "SharedClock", "SimulatorProcess", "Exporter", "Stages", "pages"]
 
 
 # ---- stopwatches around the exporter's stages ---------------------------------------------------
@@ -202,6 +100,17 @@ def _timed_json(body: bytes) -> Any:
     return value
 
 
+def _timed_response_json(self: Any, **kwargs: Any) -> Any:
+    """The baseline decoded with httpx's Response.json: the same json.loads, timed."""
+    body = self.content
+    t = time.thread_time()
+    value = json.loads(body, **kwargs)
+    s = _Meter.stages
+    s.json += time.thread_time() - t
+    s.json_bytes += len(body)
+    return value
+
+
 _PARSERS = (
     "parse_history_page",
     "assemble_day",
@@ -220,14 +129,19 @@ def install_stopwatches() -> None:
     if _installed:
         return
     _installed = True
-    exporter.rocketchat.transport.decode_json = _timed_json
+    if compat.transport_module is not None:
+        compat.transport_module.decode_json = _timed_json
+    else:
+        import httpx
+
+        httpx.Response.json = _timed_response_json  # type: ignore[method-assign]
     gc.callbacks.append(_gc_callback)
+    client = compat.client_module
     for name in _PARSERS:
-        setattr(
-            exporter.rocketchat.client,
-            name,
-            _timed("parse", getattr(exporter.rocketchat.client, name)),
-        )
+        if hasattr(client, name):
+            setattr(client, name, _timed("parse", getattr(client, name)))
+    import exporter.poller
+
     exporter.poller.build_snapshot = _timed("compute", exporter.poller.build_snapshot)
 
 
@@ -255,12 +169,29 @@ class Poll:
     interval: float  # the effective poll interval the exporter published after it
 
 
-class Exporter:
-    """The real ServerPoller and Publisher, configured like a user would, on the shared clock."""
+def timed_publisher(names: list[str], max_staleness: float) -> Any:
+    """The exporter's Publisher, its `update` (render and swap) timed as the render stage."""
+    publisher = compat.Publisher(names, max_staleness)
+    publisher.update = _timed("render", publisher.update)
+    return publisher
 
-    def __init__(self, sim: SimulatorProcess, clock: SharedClock, per_agent: bool):
+
+class Exporter:
+    """The real ServerPoller and Publisher, configured like a user would, on the shared clock.
+
+    `publisher` and `name`: one of several servers sharing a publisher (one process)."""
+
+    def __init__(
+        self,
+        sim: SimulatorProcess,
+        clock: SharedClock,
+        per_agent: bool,
+        name: str = sizes.SERVER,
+        publisher: Any = None,
+    ):
         self.sim = sim
         self.clock = clock
+        self.name = name
         self.config: Config = parse_config(
             {
                 "poll_interval": f"{sizes.POLL_INTERVAL:g}s",
@@ -268,7 +199,7 @@ class Exporter:
                 "agents": {"per_agent": per_agent},
                 "servers": [
                     {
-                        "name": sizes.SERVER,
+                        "name": name,
                         "url": sim.url,
                         "user_id": sim.user_id,
                         "auth_token": sim.auth_token,
@@ -277,21 +208,24 @@ class Exporter:
                 ],
             }
         )
-        self.publisher = Publisher([sizes.SERVER], self.config.max_staleness)
-        self.publisher.update = _timed("render", self.publisher.update)  # type: ignore[method-assign]
+        self.publisher = publisher or timed_publisher([name], self.config.max_staleness)
         self.stretch_log = _StretchLog()
         logging.getLogger("exporter.poller").addHandler(self.stretch_log)
-        self.poller = ServerPoller(
+        self.poller = compat.ServerPoller(
             self.config.servers[0],
             self.config,
             self.publisher,
             stop=threading.Event(),
             clock=clock.now,
-            client_factory=functools.partial(RocketChatClient, sleep=clock.advance),
+            client_factory=functools.partial(compat.RocketChatClient, sleep=clock.advance),
         )
 
-    def poll(self) -> Poll:
-        """One poll as ServerPoller.run makes it, then the wait until the next one."""
+    @property
+    def past_builds(self) -> int:
+        return self.poller.past.builds
+
+    def poll(self, advance: bool = True) -> Poll:
+        """One poll as ServerPoller.run makes it, then (`advance`) the wait until the next."""
         before = self.sim.requests()
         started_fake = self.clock.now()
         stages = _Meter.stages = Stages()
@@ -302,14 +236,16 @@ class Exporter:
         stages.total = time.thread_time() - cpu
         wall = time.perf_counter() - wall
         fake = self.clock.now() - started_fake
-        interval = self.publisher.views(self.clock.now())[0].health.poll_interval
+        views = self.publisher.views(self.clock.now())
+        interval = next(v for v in views if v.health.server == self.name).health.poll_interval
         requests = self.sim.requests()
         requests.subtract(before)
-        self.clock.advance(max(0.0, interval - fake))
+        if advance:
+            self.clock.advance(max(0.0, interval - fake))
         return Poll(ok, stages, +requests, wall, started_fake, fake, interval)
 
-    def page(self) -> bytes:
-        return self.publisher.page(self.clock.now())
+    def page(self, gzipped: bool = False) -> bytes:
+        return self.publisher.page(self.clock.now(), gzipped=gzipped)
 
     def close(self) -> None:
         logging.getLogger("exporter.poller").removeHandler(self.stretch_log)
@@ -320,8 +256,9 @@ class Exporter:
 
 
 def pages(agents_with_data: int) -> int:
-    """Requests for one list at PAGE_SIZE per page (an empty list still takes one)."""
-    return max(1, math.ceil(agents_with_data / PAGE_SIZE))
+    """Requests for one list in pages of 100, Rocket.Chat's API_Upper_Count_Limit (an empty
+    list still takes one): what a client pays where count=0 is not allowed."""
+    return max(1, math.ceil(agents_with_data / compat.PAGE_SIZE))
 
 
 def window_days(config: Config, now: float) -> dict[str, list[int]]:
@@ -330,8 +267,8 @@ def window_days(config: Config, now: float) -> dict[str, list[int]]:
     out = {}
     for w in config.windows:
         start, end = window_bounds(w, now, tz)
-        first, last = local_date(start, tz), local_date(end, tz)
-        if local_date(end - 1e-3, tz) < last:  # ends exactly at a midnight: not that day
+        first, last = compat.local_date(start, tz), compat.local_date(end, tz)
+        if compat.local_date(end - 1e-3, tz) < last:  # ends exactly at a midnight: not that day
             last -= timedelta(days=1)
         out[w.name] = [d.toordinal() for d in _days(first, last)]
     return out

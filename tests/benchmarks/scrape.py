@@ -1,12 +1,13 @@
-"""Scrape latency: the exporter's /metrics against two servers of the same series.
+"""Scrape latency: the exporter's /metrics against servers of the same series.
 
-- floor: a minimal stdlib ThreadingHTTPServer answering with the exporter's page as a bytes
-  constant (nothing can serve those bytes much faster from Python);
+- floor: nginx serving the same bytes as a static file (nginx.py), plain and gzipped;
 - prometheus_client: its own HTTP server and `generate_latest` over a CollectorRegistry
   holding the same families and samples (what an exporter built on collectors does per scrape).
 
-Scrapers run in a separate process (4 threads, keep-alive connections, no compression) so
-that their work does not compete with the server under test for the GIL.
+Scrapers run in a separate process (4 threads, keep-alive connections; `gzip` sends
+`Accept-Encoding: gzip` like Prometheus) so that their work does not compete with the server
+under test for the GIL. The timed span is request to last body byte; gzipped bodies are not
+decompressed (Prometheus does that after the scrape).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import statistics
 import threading
 import time
 from collections.abc import Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
@@ -24,42 +24,12 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from exporter.exposition import CONTENT_TYPE
-
-from .rig import SPAWN
+from .simproc import SPAWN
 
 SCRAPERS = 4
 
 
-# ---- the baselines -------------------------------------------------------------------------------
-
-
-class StaticServer:
-    """The floor: the same bytes, as a constant, from the stdlib's threading HTTP server."""
-
-    def __init__(self, body: bytes):
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802
-                self.send_response(200)
-                self.send_header("Content-Type", CONTENT_TYPE)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                return
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+# ---- the baseline built on prometheus_client -----------------------------------------------------
 
 
 class _Fixed(Collector):
@@ -100,18 +70,23 @@ def generate_latest_seconds(registry: CollectorRegistry, runs: int = 3) -> tuple
 # ---- the scrapers --------------------------------------------------------------------------------
 
 
-def _scrape_loop(port: int, seconds: float, minimum: int, out: list[float], sizes: set) -> None:
+def _scrape_loop(
+    port: int, seconds: float, minimum: int, out: list[float], sizes: set, gzip: bool
+) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    headers = {"Accept-Encoding": "gzip"} if gzip else {}
     deadline = time.perf_counter() + seconds
     n = 0
     while n < minimum or time.perf_counter() < deadline:
         t = time.perf_counter()
-        conn.request("GET", "/metrics")
+        conn.request("GET", "/metrics", headers=headers)
         response = conn.getresponse()
         body = response.read()
         elapsed = time.perf_counter() - t
         if response.status != 200:
             raise RuntimeError(f"scrape of port {port}: HTTP {response.status}")
+        if gzip != (response.getheader("Content-Encoding") == "gzip"):
+            raise RuntimeError(f"scrape of port {port}: gzip asked {gzip}, not answered so")
         out.append(elapsed)
         sizes.add(len(body))
         n += 1
@@ -123,14 +98,14 @@ def _scraper_main(conn: Any) -> None:
         cmd = conn.recv()
         if cmd is None:
             return
-        port, seconds, minimum = cmd
+        port, seconds, minimum, gzip = cmd
         latencies: list[float] = []
         body_sizes: set[int] = set()
         # warm-up: connections and the server's first-request paths
-        _scrape_loop(port, 0.0, 2, [], set())
+        _scrape_loop(port, 0.0, 2, [], set(), gzip)
         threads = [
             threading.Thread(
-                target=_scrape_loop, args=(port, seconds, minimum, latencies, body_sizes)
+                target=_scrape_loop, args=(port, seconds, minimum, latencies, body_sizes, gzip)
             )
             for _ in range(SCRAPERS)
         ]
@@ -149,8 +124,8 @@ class Scrapers:
         self._proc = SPAWN.Process(target=_scraper_main, args=(child,), daemon=True)
         self._proc.start()
 
-    def run(self, port: int, seconds: float, minimum: int) -> dict[str, Any]:
-        self._conn.send((port, seconds, minimum))
+    def run(self, port: int, seconds: float, minimum: int, gzip: bool = False) -> dict[str, Any]:
+        self._conn.send((port, seconds, minimum, gzip))
         latencies, body_sizes = self._conn.recv()
         return summary(latencies) | {"bytes": body_sizes[-1] if body_sizes else 0}
 

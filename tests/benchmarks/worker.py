@@ -1,36 +1,33 @@
 """One size, measured in a fresh process: Rocket.Chat cost, poll CPU, memory, scrape latency.
 
-What each figure is:
+The same worker measures main's exporter code or a baseline's (cli.py puts the baseline's
+`exporter` first on this process's path; compat.py adapts). What each figure is:
 
-- Rocket.Chat cost: answers counted by the simulator, per route. The initial fill fetches
-  every day the longest window needs; a steady poll should need only today's history pages
-  plus the live-status pages. The naive design (one request chain per window per poll) is
-  computed from the same simulator: for each window, every day it touches, every page of it.
+- Rocket.Chat cost: answers counted by the simulator, per route. The floor is physical: one
+  history and one live-status request per steady poll, one request per day for the fill.
+  Also measured against a simulator with API_Allow_Infinite_Count off (pages of 100).
 - Poll CPU: thread CPU time of the poller's thread, split by stopwatches into json.loads,
-  parsing, build_snapshot and rendering (see rig.install_stopwatches). "work" is
-  decode + compute + render; its ratio to json.loads alone is the issue's ratio.
-- Memory: this process's peak RSS (VmHWM) after the polls, before any baseline is built.
-- Scrape latency: see scrape.py.
+  parsing, build_snapshot and rendering (see rig.install_stopwatches); garbage collection is
+  timed by gc.callbacks on the same thread.
+- Worst-case polls: a day of polls including 23:50 to 00:10 (scenarios.poll_day).
+- Memory: this process's peak RSS (VmHWM) after the steady polls.
+- Scrape latency: 4 scrapers, plain and gzip, idle and while a thread polls back to back;
+  the floor is nginx serving the same bytes (scrape.py, nginx.py).
 """
 
 from __future__ import annotations
 
 import gc
 import statistics
+import threading
 import time
 from collections import Counter
 from typing import Any
 
-from . import sizes
+from . import compat, nginx, scenarios, sizes
 from .rig import Exporter, SharedClock, SimulatorProcess, Stages, install_stopwatches, pages
 from .rig import window_days as windows_days
-from .scrape import (
-    PrometheusClientServer,
-    Scrapers,
-    StaticServer,
-    generate_latest_seconds,
-    registry_of,
-)
+from .scrape import PrometheusClientServer, Scrapers, generate_latest_seconds, registry_of
 
 
 def memory_kib() -> dict[str, int]:
@@ -41,13 +38,6 @@ def memory_kib() -> dict[str, int]:
             key, _, value = line.partition(":")
             if key in ("VmHWM", "VmRSS"):
                 out[key] = int(value.split()[0])
-    return out
-
-
-def _routes(requests: Counter) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for (route, _status), n in requests.items():
-        out[route] = out.get(route, 0) + n
     return out
 
 
@@ -65,46 +55,61 @@ def _series(page: bytes) -> int:
 
 
 def run_size(
-    name: str, polls: int, scrape_seconds: float, scrape_min: int, progress: Any = None
+    name: str,
+    polls: int,
+    scrape_seconds: float,
+    scrape_min: int,
+    progress: Any = None,
+    code: str = "new",
 ) -> dict[str, Any]:
     size = sizes.SIZES[name]
     say = progress or (lambda _msg: None)
+    tuned = compat.tune_gc()  # as the exporter's process does before its pollers start
     install_stopwatches()
     clock = SharedClock.create(sizes.START)
     started = time.perf_counter()
     sim = SimulatorProcess(clock, size.agents)
-    say(f"{name}: simulator ready in {time.perf_counter() - started:.1f} s")
+    say(f"{name} {code}: simulator ready in {time.perf_counter() - started:.1f} s")
     exp = Exporter(sim, clock, size.per_agent)
     try:
         fill = exp.poll()
-        say(f"{name}: initial fill {fill.wall:.1f} s ({fill.fake / 60:.0f} min of rate-limit pace)")
+        say(f"{name} {code}: fill {fill.wall:.1f} s ({fill.fake / 60:.0f} min of rate-limit pace)")
         steady = [exp.poll() for _ in range(polls)]
         say(
-            f"{name}: {polls} steady polls, median {statistics.median(p.wall for p in steady):.2f} s"
+            f"{name} {code}: steady polls, median {statistics.median(p.wall for p in steady):.2f} s"
         )
         if not fill.ok or not all(p.ok for p in steady):
             raise RuntimeError(f"{name}: a poll failed: {exp.publisher.views(clock.now())}")
         gc.collect()
         memory = memory_kib()
+        steady_stages = _median_stages([p.stages for p in steady])
         result: dict[str, Any] = {
             "size": name,
             "agents": size.agents,
             "per_agent": size.per_agent,
+            "code": code,
+            "layout": compat.LAYOUT,
+            "gc_tuned": tuned,
             "rocketchat": _rocketchat(exp, sim, size.agents, fill, steady),
             "cpu": {
                 "fill": fill.stages.as_dict(),
-                "steady": _median_stages([p.stages for p in steady]),
+                "steady": steady_stages,
                 "gc_full_per_poll": statistics.mean(p.stages.gc_full for p in steady),
+                "gc_per_poll": statistics.mean(p.stages.gc for p in steady),
+                "gc_share": statistics.mean(p.stages.gc / p.stages.total for p in steady),
                 "fill_wall": fill.wall,
                 "steady_wall": statistics.median(p.wall for p in steady),
             },
             "memory": {"peak_rss_kib": memory["VmHWM"], "rss_kib": memory["VmRSS"]},
         }
-        result["scrape"] = _scrape(exp, scrape_seconds, scrape_min, say, name)
-        return result
+        scrape, polled = _scrape(exp, scrape_seconds, scrape_min, say, f"{name} {code}")
+        result["scrape"] = scrape
+        result["worst"] = scenarios.poll_day(exp, steady + polled, 3, say)
     finally:
         exp.close()
         sim.stop()
+    result["count_off"] = scenarios.count_off(size, 2, say)
+    return result
 
 
 def _rocketchat(
@@ -112,27 +117,24 @@ def _rocketchat(
 ) -> dict[str, Any]:
     now = steady[-1].started  # what the last poll asked for
     days = windows_days(exp.config, now)
+    fill_days = {d for ds in windows_days(exp.config, fill.started).values() for d in ds}
     touched = sorted({d for ds in days.values() for d in ds})
     totals = sim.day_totals(touched, now)
     today = max(touched)
     status_pages = pages(agents)  # users/agent lists every agent
     naive_history = sum(pages(totals[d]) for ds in days.values() for d in ds)
-    per_poll = [_routes(p.requests) for p in steady]
     all_requests = fill.requests + sum((p.requests for p in steady), Counter())
-    fill_routes = _routes(fill.requests)
-    return {
-        "fill_history": fill_routes.get("history", 0),
-        "fill_status": fill_routes.get("agents", 0) + fill_routes.get("agents_status", 0),
-        "fill_paced_seconds": fill.fake,
-        "steady_history": statistics.mean(r.get("history", 0) for r in per_poll),
-        "steady_status": statistics.mean(
-            r.get("agents", 0) + r.get("agents_status", 0) for r in per_poll
-        ),
-        # today's pages as each poll found them (the day fills up while the benchmark runs)
-        "expected_history": statistics.mean(
+    return scenarios.request_figures(fill, steady) | {
+        # the physical floor: one request per list, whatever the team size
+        "floor_fill_history": len(fill_days),
+        "floor_fill_status": 1,
+        "floor_steady_history": 1,
+        "floor_steady_status": 1,
+        # today's pages of 100 as each poll found them (the day fills up during the run)
+        "paged_history": statistics.mean(
             pages(sim.day_totals([today], p.started)[today]) for p in steady
         ),
-        "expected_status": status_pages,
+        "paged_status": status_pages,
         "naive_history": naive_history,
         "naive_status": status_pages * len(days),
         "naive_days_per_poll": sum(len(ds) for ds in days.values()),
@@ -140,12 +142,7 @@ def _rocketchat(
         "responses_other_errors": sum(
             n for (_r, s), n in all_requests.items() if s != 200 and s != 429
         ),
-        "poll_interval": steady[-1].interval,
         "poll_interval_metric": _metric(exp.page(), "poll_interval_seconds"),
-        "naive_poll_interval": max(
-            sizes.RATE_WINDOW * -(-n // sizes.RATE_LIMIT)
-            for n in (naive_history, status_pages * len(days))
-        ),
         "stretch_warnings": exp.stretch_log.count,
     }
 
@@ -159,42 +156,97 @@ def _metric(page: bytes, name: str) -> float | None:
     return None
 
 
-def _scrape(exp: Exporter, seconds: float, minimum: int, say: Any, name: str) -> dict[str, Any]:
-    from exporter.process_metrics import SelfMetrics
+class _PollLoop:
+    """A thread polling back to back (each poll followed by the clock's wait), as a poller
+    whose polls take the whole interval would."""
+
+    def __init__(self, exp: Exporter):
+        self._exp = exp
+        self._stop = threading.Event()
+        self.polls: list[Any] = []
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="bench-polls", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set() and len(self.polls) < 10_000:
+                self.polls.append(self._exp.poll())
+        except BaseException as exc:  # reported by stop()
+            self.error = exc
+
+    def __enter__(self) -> _PollLoop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=600)
+        if self.error is not None:
+            raise RuntimeError("polling during scrapes failed") from self.error
+
+
+def _scrape(
+    exp: Exporter, seconds: float, minimum: int, say: Any, label: str
+) -> tuple[dict[str, Any], list[Any]]:
     from exporter.web import WebServer
 
-    # What a scrape of the exporter answers: the page and the per-scrape process_*/build_info.
-    page = exp.page() + SelfMetrics().render()
+    # What a scrape answers (with main's per-scrape process_* lines): nginx serves these bytes.
+    page, packed = compat.scrape_bytes(exp.page(), exp.page(gzipped=True))
     registry = registry_of(page)
     gl_seconds, gl_bytes = generate_latest_seconds(registry)
     web = WebServer(("127.0.0.1", 0), exp.publisher, clock=exp.clock.now)
     web.start()
-    static = StaticServer(page)
     prom = PrometheusClientServer(registry)
+    executable = nginx.binary()
+    floor = nginx.NginxFloor(page, packed, executable) if executable else None
     scrapers = Scrapers()
+
+    def both(port: int) -> dict[str, Any]:
+        return {
+            "plain": scrapers.run(port, seconds, minimum),
+            "gzip": scrapers.run(port, seconds, minimum, gzip=True),
+        }
+
     try:
-        out = {
+        out: dict[str, Any] = {
             "series": _series(page),
             "page_bytes": len(page),
+            "gzip_bytes": len(packed),
             "generate_latest_seconds": gl_seconds,
             "generate_latest_bytes": gl_bytes,
-            "floor": scrapers.run(static.port, seconds, minimum),
-            "exporter": scrapers.run(web.port, seconds, minimum),
+            "nginx_skipped": "" if floor else nginx.SKIPPED,
+            "idle": {"exporter": both(web.port), "nginx": both(floor.port) if floor else None},
             "prometheus_client": scrapers.run(prom.port, seconds, minimum),
         }
-        say(f"{name}: scrapes done")
-        return out
+        with _PollLoop(exp) as loop:
+            out["polling"] = {
+                "exporter": both(web.port),
+                "nginx": both(floor.port) if floor else None,
+            }
+        out["polling"]["polls"] = len(loop.polls)
+        if not floor:
+            say(nginx.SKIPPED)
+        say(f"{label}: scrapes done ({len(loop.polls)} polls during them)")
+        return out, [p for p in loop.polls if p.ok]
     finally:
         scrapers.close()
+        if floor:
+            floor.stop()
         prom.stop()
-        static.stop()
         web.stop()
+
+
+def run_servers(name: str, counts: list[int], rounds: int, progress: Any = None) -> dict:
+    compat.tune_gc()
+    install_stopwatches()
+    return scenarios.servers(sizes.SIZES[name], counts, rounds, progress or (lambda _m: None))
 
 
 def run_growth(name: str, polls: int, progress: Any = None) -> dict[str, Any]:
     """RSS over many polls, the clock advancing as the poll loop would (crosses midnight)."""
     size = sizes.SIZES[name]
     say = progress or (lambda _msg: None)
+    compat.tune_gc()
     clock = SharedClock.create(sizes.START)
     sim = SimulatorProcess(clock, size.agents)
     exp = Exporter(sim, clock, size.per_agent)
