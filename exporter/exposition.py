@@ -73,6 +73,9 @@ class Family:
     # Per-agent families too large to re-render every poll keep each agent's text between
     # renders and reuse it while its values are the same (most agents, most polls).
     memo_lines: MemoLines | None = field(default=None, repr=False)
+    # What the lines are made from: the snapshot (the default), or the exporter's health
+    # only. A re-render for a new health with the same snapshot redoes only the latter.
+    reads: str = "snapshot"
 
 
 @lru_cache(maxsize=1 << 16)
@@ -377,12 +380,14 @@ FAMILIES: tuple[Family, ...] = (
         "1 for every configured Rocket.Chat server, from the exporter's start (use it for"
         " dashboard variables and absence alerts).",
         _samples(_health_value(lambda h: 1)),
+        reads="health",
     ),
     Family(
         "fill_progress_ratio",
         "gauge",
         "Share of the history cache's days fetched (0..1); 1 once the cache is full.",
         _samples(_health_value(lambda h: h.fill_ratio)),
+        reads="health",
     ),
     Family(
         "fill_eta_seconds",
@@ -390,6 +395,7 @@ FAMILIES: tuple[Family, ...] = (
         "Estimated seconds until the history cache is full: 0 once full, absent while a fill"
         " has no estimate yet (before its first day arrived).",
         _samples(_health_value(lambda h: 0.0 if h.fill_ratio >= 1 else h.fill_eta)),
+        reads="health",
     ),
     Family(
         "up",
@@ -399,36 +405,42 @@ FAMILIES: tuple[Family, ...] = (
         # Rocket.Chat's rate limit, can take half an hour for a large team; 0 would claim a
         # failure (and page) where there is none yet.
         _samples(_health_value(lambda h: int(h.up) if h.last_poll is not None else None)),
+        reads="health",
     ),
     Family(
         "last_success_timestamp_seconds",
         "gauge",
         "Unix time of the last fully successful poll.",
         _samples(_health_value(lambda h: h.last_success)),
+        reads="health",
     ),
     Family(
         "poll_duration_seconds",
         "gauge",
         "Duration of the last poll, including waits imposed by Rocket.Chat's rate limit.",
         _samples(_health_value(lambda h: h.poll_duration)),
+        reads="health",
     ),
     Family(
         "poll_interval_seconds",
         "gauge",
         "Effective poll interval: the configured one, stretched when a poll takes longer.",
         _samples(_health_value(lambda h: h.poll_interval)),
+        reads="health",
     ),
     Family(
         "api_requests_total",
         "counter",
         "Requests made to Rocket.Chat by endpoint and HTTP status (error = no answer).",
         _samples(_requests),
+        reads="health",
     ),
     Family(
         "poll_errors_total",
         "counter",
         "Failed polls by reason.",
         _samples(_poll_errors),
+        reads="health",
     ),
 )
 # Departments, queue and load: absent unless `departments` is on (docs/departments.md).

@@ -24,18 +24,32 @@ class ServerPage:
 
     __slots__ = ("chunks", "deflated", "memos")
 
-    def __init__(self, chunks: tuple[bytes, ...], memos: dict[int, Memo] | None = None):
+    def __init__(
+        self,
+        chunks: tuple[bytes, ...],
+        memos: dict[int, Memo] | None = None,
+        deflated: tuple[bytes, ...] | None = None,
+    ):
         self.chunks = chunks  # aligned with FAMILIES; b"" where the server has no sample
-        self.deflated = tuple(_deflate(c) if c else b"" for c in chunks)
+        if deflated is None:
+            deflated = tuple(_deflate(c) if c else b"" for c in chunks)
+        self.deflated = deflated
         self.memos = memos or {}  # per family index: what the next render may reuse
 
 
-def render_server(view: ServerView, previous: ServerPage | None = None) -> ServerPage:
+def render_server(
+    view: ServerView, previous: ServerPage | None = None, same_snapshot: bool = False
+) -> ServerPage:
     """This server's sample lines, family by family, as UTF-8.
 
-    `previous` (this server's last page) lends the per-agent text that did not change; the
-    result is the same bytes as a render without it.
+    `previous` (this server's last page) lends the per-agent text that did not change; with
+    `same_snapshot` (it was rendered from the very snapshot `view` holds) every family made
+    from the snapshot is taken from it as it is: a new health (a fill's progress, a failed
+    poll, a stall) costs only the health families. The result is the same bytes as a render
+    without either.
     """
+    if previous is not None and same_snapshot:
+        return _health_only(view, previous)
     chunks = []
     memos: dict[int, Memo] = {}
     for i, family in enumerate(FAMILIES):
@@ -50,6 +64,17 @@ def render_server(view: ServerView, previous: ServerPage | None = None) -> Serve
         # only a last line of defence, so that no string can ever make a render fail.
         chunks.append("".join(lines).encode("utf-8", "replace"))
     return ServerPage(tuple(chunks), memos)
+
+
+def _health_only(view: ServerView, previous: ServerPage) -> ServerPage:
+    chunks = list(previous.chunks)
+    deflated = list(previous.deflated)
+    for i, family in enumerate(FAMILIES):
+        if family.reads == "health":
+            assert family.lines is not None
+            text = "".join(family.lines(PREFIX + family.name, view)).encode("utf-8", "replace")
+            chunks[i], deflated[i] = text, _deflate(text) if text else b""
+    return ServerPage(tuple(chunks), previous.memos, tuple(deflated))
 
 
 def _header(family: Family) -> bytes:

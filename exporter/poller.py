@@ -73,6 +73,7 @@ class ServerPoller:
         self._zone_warning = ""
         self._watched = False  # set by run(): only a real poller thread is watched
         self._fill: _Fill | None = None  # while the history cache fills (first poll, gaps)
+        self._early_live: tuple[LiveStatus, float] | None = None  # the early publish's
         self._health = replace(self._health, fill_wanted=config.history_days)
         self.client = client_factory(
             server,
@@ -110,8 +111,9 @@ class ServerPoller:
     def poll_once(self) -> ServerSnapshot:
         """Fetch what is needed and build a snapshot; raises on any failure."""
         started = self.clock()
+        self._early_live = None
         fetched = self._fetch_days(started, publish_early=self._health.last_success is None)
-        live = self.client.fetch_live_status()
+        live, live_at = self._live_status()
         omni = self.feed.fetch() if self.feed is not None else None  # never raises RocketChatError
         now = self.clock()
         if local_date(now, self.tz) != local_date(started, self.tz):
@@ -123,13 +125,21 @@ class ServerPoller:
         available = (
             None if live.agents is None else [a.username for a in live.agents if a.available]
         )
-        streaks = update_streaks(self.streaks, available, now)
+        streaks = update_streaks(self.streaks, available, live_at)
         builds = self.past.builds
         snapshot = build_snapshot(self._inputs(live, streaks, now, omni), now, self.past)
         if self.past.builds != builds and self.past.intervals >= EXEMPT_FROM_GC_INTERVALS:
             _exempt_long_lived()
         self.streaks = streaks
         return snapshot
+
+    def _live_status(self) -> tuple[LiveStatus, float]:
+        """The live status and when it was seen: the early publish's, if this poll made one
+        less than a poll interval ago (with paging that is 50 requests at 5,000 agents)."""
+        early = self._early_live
+        if early is not None and self.clock() - early[1] < self.config.poll_interval:
+            return early
+        return self.client.fetch_live_status(), self.clock()
 
     def _inputs(
         self,
@@ -238,6 +248,7 @@ class ServerPoller:
         of the fill then fails, this partial picture stays until max_staleness.
         """
         live = self.client.fetch_live_status()
+        self._early_live = (live, now)
         available = (
             None if live.agents is None else [a.username for a in live.agents if a.available]
         )
@@ -459,8 +470,14 @@ GC_THRESHOLDS = (50_000, 20, 20)
 
 
 def tune_gc() -> None:
-    """Fewer, larger collections: the same garbage is collected, far less often scanned."""
+    """Fewer, larger collections: the same garbage is collected, far less often scanned.
+
+    What is alive before the first poll (modules, config) lives as long as the process:
+    frozen, full collections no longer walk it (29 % of a poll at 50 agents before).
+    """
     gc.set_threshold(*GC_THRESHOLDS)
+    gc.collect()
+    gc.freeze()
 
 
 def start_pollers(

@@ -176,8 +176,12 @@ class Publisher:
                 key = (view.health, None if view.snapshot is None else id(view.snapshot))
                 previous = self._parts.get(name)
                 # The expensive part, the publisher's lock not held; the previous part lends
-                # what did not change.
-                page = render_server(view, previous.page if previous is not None else None)
+                # what did not change (everything but health, when the snapshot is the same).
+                page = render_server(
+                    view,
+                    previous.page if previous is not None else None,
+                    previous is not None and previous.snapshot is view.snapshot,
+                )
                 with self._lock:
                     if health is not None:
                         self._health[name] = health

@@ -161,6 +161,9 @@ def make_handler(
 
         server_version = f"rocketchat-omnichannel-exporter/{__version__}"
         protocol_version = "HTTP/1.1"
+        # Headers and body leave in two writes; with Nagle's algorithm the second waits for
+        # the scraper's delayed ACK (~40 ms on a small gzip page).
+        disable_nagle_algorithm = True
         timeout = IDLE_TIMEOUT_SECONDS  # per read or write; the table bounds each state in total
 
         @property

@@ -298,4 +298,9 @@ def test_a_render_reusing_the_previous_page_is_byte_identical():
         view = ServerView(health(), replace(first.snapshot, agents=agents))
         reused = render_server(view, page1)
         assert reused.chunks == render_server(view).chunks
+        # A new health on the same snapshot: only the health families are rendered again.
+        later = ServerView(replace(health(), up=False, last_error="x", fill_eta=9.0), view.snapshot)
+        health_only = render_server(later, reused, same_snapshot=True)
+        assert health_only.chunks == render_server(later).chunks
+        assert health_only.deflated == render_server(later).deflated
         page1 = reused

@@ -83,6 +83,8 @@ def test_first_fill_shows_progress_and_publishes_today_early(caplog):
         assert done[key("window_complete", window="7d")] == 1
         assert any(k[0] == "agent_available_seconds" and ("window", "7d") in k[1] for k in done)
         assert sim.requests.get(("history", 429), 0) == 0  # paced, never refused
+        # The early publish's live status served the end of the fill too: one request.
+        assert sim.request_total("agents") == 1
         progress = [r for r in caplog.records if r.getMessage() == "filling the history cache"]
         assert progress and all(hasattr(r, "eta_seconds") for r in progress)
         assert [r.getMessage() for r in caplog.records].count("history cache filled") == 1
