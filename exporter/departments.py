@@ -151,27 +151,12 @@ def build_departments(inp: DepartmentInputs, ctx: _Context, now: float) -> Depar
     chosen, _ = selected(deps, cfg.select)
     live = [a for a in ctx.live_agents or () if wants(a.username)]
     membership = ctx.live_agents is not None and any(a.departments is not None for a in live)
-    members: dict[str, list[AgentLive]] = {d.id: [] for d in chosen}
-    no_department: list[AgentLive] = []
-    for agent in live if membership else ():
-        ids = agent.departments or ()
-        if not ids:
-            no_department.append(agent)
-        for dep_id in ids:
-            if dep_id in members:
-                members[dep_id].append(agent)
     team_of = _team_figures(inp.past, ctx, {a.username for a in live}, now) if membership else None
     staffing = dict(inp.staffing)
     queue_by = _queue_by_department(data)
     load_by = _load_by_department(data)
-    groups: list[tuple[str, Department | None, list[AgentLive]]] = []
-    labels: set[str] = set()
-    for d in chosen:
-        label = d.name if d.name not in labels else d.id  # two departments, one name
-        labels.add(label)
-        groups.append((label, d, members[d.id]))
-    if cfg.select == "all" or no_department or None in queue_by or None in load_by:
-        groups.append((NO_DEPARTMENT, None, no_department))
+    unassigned_chats = None in queue_by or None in load_by
+    groups = department_groups(chosen, cfg.select, live if membership else (), unassigned_chats)
     if cfg.select == "all":  # chats of departments deleted since the last refresh
         known_ids = {d.id for d in deps}
         for dep_id in sorted(k for k in queue_by.keys() | load_by.keys() if k is not None):
@@ -179,7 +164,7 @@ def build_departments(inp: DepartmentInputs, ctx: _Context, now: float) -> Depar
                 groups.append((dep_id, Department(dep_id, dep_id), []))
     rows = []
     for label, dep, agents in groups:
-        schedule = _schedule(staffing, dep)
+        schedule = department_schedule(staffing, dep)
         key = dep.id if dep is not None else None
         row = _row(label, dep, agents, team_of, schedule, cfg, now, ctx.windows)
         rows.append(_with_queue(row, queue_by, load_by, key, data))
@@ -200,7 +185,44 @@ def build_departments(inp: DepartmentInputs, ctx: _Context, now: float) -> Depar
     )
 
 
-def _schedule(staffing: Mapping[str, Staffing], dep: Department | None) -> Staffing | None:
+Group = tuple[str, "Department | None", list[AgentLive]]  # label, department (None: none), members
+
+
+def department_groups(
+    chosen: Sequence[Department],
+    select: str | tuple[str, ...],
+    agents: Sequence[AgentLive],
+    no_department: bool = False,
+) -> list[Group]:
+    """The rows' labels and members in build order (also used by `backfill`): each chosen
+    department, labelled by its name (by its id when an earlier one has the same name), then
+    NO_DEPARTMENT for the agents in none (with `all`, when an agent is in none, or when
+    `no_department`); one group per label. `agents`: those with known membership (empty
+    when unknown)."""
+    members: dict[str, list[AgentLive]] = {d.id: [] for d in chosen}
+    unassigned: list[AgentLive] = []
+    for agent in agents:
+        ids = agent.departments or ()
+        if not ids:
+            unassigned.append(agent)
+        for dep_id in ids:
+            if dep_id in members:
+                members[dep_id].append(agent)
+    groups: dict[str, Group] = {}  # by label: the first wins (as `_dedupe` for the rows)
+    labels: set[str] = set()
+    for d in chosen:
+        label = d.name if d.name not in labels else d.id  # two departments, one name
+        labels.add(label)
+        groups.setdefault(label, (label, d, members[d.id]))
+    if select == "all" or unassigned or no_department:
+        groups.setdefault(NO_DEPARTMENT, (NO_DEPARTMENT, None, unassigned))
+    return list(groups.values())
+
+
+def department_schedule(
+    staffing: Mapping[str, Staffing], dep: Department | None
+) -> Staffing | None:
+    """The schedule of rules naming the department (by id or name; NO_DEPARTMENT for none)."""
     if dep is None:
         return staffing.get(NO_DEPARTMENT)
     return staffing.get(dep.id) or staffing.get(dep.name)
