@@ -23,12 +23,14 @@ from functools import partial
 from zoneinfo import ZoneInfo
 
 from exporter import logs
+from exporter.backfill_departments import department_series, live_agents
 from exporter.backfill_output import Output, OutputError
 from exporter.backfill_progress import Progress
 from exporter.backfillday import DayInput, Grid, write_day
 from exporter.config import Config, ConfigError, ServerConfig, load_config
 from exporter.config.scalars import duration_value
 from exporter.localtime import day_start, local_date
+from exporter.model import AgentLive
 from exporter.rocketchat import RocketChatError, Stopped
 from exporter.rocketchat.client import RocketChatClient
 
@@ -235,6 +237,20 @@ def settings(config: Config, plans: Sequence[Plan], step: int, labels) -> dict:
             f.labels(["\x00probe"]).get("\x00probe"),  # changes with the hashed label key
         ],
         "servers": {p.server.name: [p.server.timezone, repr(p.server.staffing)] for p in plans},
+        # Only with departments on, so that an output written without them still resumes.
+        **_department_settings(config, plans),
+    }
+
+
+def _department_settings(config: Config, plans: Sequence[Plan]) -> dict:
+    if not config.departments.enabled:
+        return {}
+    select = config.departments.select
+    return {
+        "departments": [
+            select if isinstance(select, str) else list(select),
+            {p.server.name: repr(p.server.department_staffing) for p in plans},
+        ]
     }
 
 
@@ -252,6 +268,11 @@ def main(argv: Sequence[str] | None = None, *, clock: Callable[[], float] = time
     try:
         step = parse_step(args.step)
         labels = parse_labels(args.label)
+        if config.departments.enabled and any(k == "department" for k, _ in labels):
+            raise UsageError(
+                "--label department=...: with departments on, the department series carry "
+                "their own department label; choose another label name"
+            )
         servers = _servers(config, args.server)
         now = clock()
         plans = [plan(args, s, now) for s in servers]
@@ -323,7 +344,9 @@ def _backfill_server(config, p: Plan, step, labels, output: Output, progress, no
                 "history yet, so the last hours may show fewer agents than were available",
                 extra={"server": name},
             )
-        names = _display_names(client, config)
+        live = live_agents(client, config)  # one request, only where names or departments need it
+        names = _display_names(config, live)
+        departments = department_series(client, config, p.server, live)
         # Days before the first day with any history (in this range) are not written: there
         # 0 would be a claim (nobody available) where Rocket.Chat simply kept nothing.
         started = any(_written(output, p, d) for d in days if d < left[0])
@@ -344,6 +367,7 @@ def _backfill_server(config, p: Plan, step, labels, output: Output, progress, no
                 config.agents,
                 names,
                 labels,
+                departments,
             )
             output.write_day(name, d, cover, partial(write_day, inp))
             del history, inp
@@ -368,15 +392,8 @@ def _check_range(client: RocketChatClient, p: Plan, days: Sequence[date]) -> Non
         )
 
 
-def _display_names(client: RocketChatClient, config: Config) -> dict[str, str]:
-    """Display names, only for agents.label: name (one request, as the live exporter shows)."""
+def _display_names(config: Config, live: Sequence[AgentLive] | None) -> dict[str, str]:
+    """Display names, only for agents.label: name (as the live exporter shows them)."""
     if not config.agents.per_agent or config.agents.label != "name":
         return {}
-    try:
-        live = client.fetch_live_status()
-    except RocketChatError as exc:
-        log.warning(
-            "display names unavailable; agents labelled by username", extra={"err": str(exc)}
-        )
-        return {}
-    return {a.username: a.name for a in live.agents or () if a.name}
+    return {a.username: a.name for a in live or () if a.name}

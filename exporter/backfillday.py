@@ -34,6 +34,9 @@ AVAILABLE = PREFIX + "backfill_available_agents"
 REQUIRED = PREFIX + "required_agents"
 UNDERSTAFFED = PREFIX + "backfill_understaffed"
 AGENT = PREFIX + "agent_available"
+DEPARTMENT_AVAILABLE = PREFIX + "backfill_department_available_agents"
+DEPARTMENT_REQUIRED = PREFIX + "department_required_agents"
+DEPARTMENT_UNDERSTAFFED = PREFIX + "backfill_department_understaffed"
 
 # name -> HELP text, in the order the families are written.
 FAMILIES: dict[str, str] = {
@@ -44,6 +47,13 @@ FAMILIES: dict[str, str] = {
     "than the staffing schedule required, else 0. Written by backfill only.",
     AGENT: "1 if the agent was available at the instant (a closed session from Rocket.Chat's "
     "history covers it), else 0.",
+    DEPARTMENT_AVAILABLE: "The department's agents available for service at the instant, from "
+    "Rocket.Chat's history (today's membership applied to past days). Written by backfill only.",
+    DEPARTMENT_REQUIRED: "Agents the staffing schedule requires at the instant in the department "
+    "(rules naming it).",
+    DEPARTMENT_UNDERSTAFFED: "1 if fewer of the department's agents were available at the "
+    "instant (backfill_department_available_agents) than its schedule required, else 0. "
+    "Written by backfill only.",
 }
 
 Run = tuple[int, int, int]  # grid indices [lo, hi) all sampling the same value
@@ -69,6 +79,16 @@ class Grid:
 
 
 @dataclass(frozen=True, slots=True)
+class DepartmentSeries:
+    """One department's series: its label (as the live `department` label), its members'
+    usernames (today's membership), and its schedule (rules naming it; None: no schedule)."""
+
+    label: str
+    members: frozenset[str]
+    staffing: Staffing | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DayInput:
     server: str
     tz: ZoneInfo
@@ -78,6 +98,7 @@ class DayInput:
     agent_filter: AgentFilter
     names: Mapping[str, str]  # display names, for agents.label: name
     target_labels: tuple[tuple[str, str], ...] = ()  # e.g. job, instance (--label)
+    departments: tuple[DepartmentSeries, ...] = ()  # (): departments off or unknown
 
 
 def sampled_runs(timeline: Concurrency, grid: Grid) -> list[Run]:
@@ -161,7 +182,58 @@ def write_day(
         family(UNDERSTAFFED, team(UNDERSTAFFED, short))
     if inp.agent_filter.per_agent and agents:
         family(AGENT, lambda: _agents(inp, agents, stamps, server, counter))
+    if inp.departments:
+        _departments(inp, agents, stamps, server, family, counter)
     return offsets
+
+
+def _departments(
+    inp: DayInput,
+    agents: Mapping[str, Sequence[Interval]],
+    stamps: Sequence[str],
+    server: str,
+    family: Callable[[str, Callable[[], None]], None],
+    counter: _Counter,
+) -> None:
+    """The department families: for each department, the server-wide computation over its
+    members only (the same Concurrency and `required_at`), in label order as live."""
+    grid = inp.grid
+    deps = sorted(inp.departments, key=lambda d: d.label)
+    available = {
+        d.label: levels(
+            sampled_runs(
+                _timeline([agents[m] for m in sorted(d.members) if m in agents], grid), grid
+            ),
+            grid.count,
+        )
+        for d in deps
+    }
+    required = {
+        d.label: [required_at(d.staffing, float(t)) for t in grid.instants()]
+        for d in deps
+        if d.staffing is not None
+    }
+    short = {
+        label: [int(a < r) for a, r in zip(available[label], need, strict=True)]
+        for label, need in required.items()
+    }
+
+    def rows(name: str, values: Mapping[str, Sequence[int]]) -> Callable[[], None]:
+        def body() -> None:
+            for label, series in values.items():
+                head = f'{name}{{{server},department="{escape_label(label)}"}} '
+                counter(
+                    "".join(f"{head}{v}{s}" for v, s in zip(series, stamps, strict=True)).encode(
+                        "utf-8", "replace"
+                    )
+                )
+
+        return body
+
+    family(DEPARTMENT_AVAILABLE, rows(DEPARTMENT_AVAILABLE, available))
+    if required:
+        family(DEPARTMENT_REQUIRED, rows(DEPARTMENT_REQUIRED, required))
+        family(DEPARTMENT_UNDERSTAFFED, rows(DEPARTMENT_UNDERSTAFFED, short))
 
 
 def _agents(
