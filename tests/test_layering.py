@@ -56,6 +56,7 @@ STAGES: dict[str, int] = {
     "exporter.backfillday": 6,  # one day of history as timestamped samples (backfill)
     "exporter.backfill_output": 7,
     "exporter.backfill_progress": 7,
+    "exporter.backfill_departments": 7,  # which departments backfill writes (read once)
     "exporter.backfill": 7,  # the backfill command: owns time, like the poller
     "exporter.exposition_departments": 6,  # the department families of /metrics
     "exporter.publisher": 6,
