@@ -9,12 +9,16 @@ no clock. The numbers come from the live exporter's math, not a second implement
   interval has start <= t < end (millisecond resolution).
 - per agent, available 0/1 at t: the same, one agent at a time.
 - required agents at t: `staffing.required_at`.
+- per department (DayInput.departments, groups and schedules from exporter/departments.py):
+  the same two computations over the department's members only.
 
 Families (see docs/backfill.md): `agent_available{server,agent}` and `required_agents{server}`
 mean what they mean live, so they keep the live names; `backfill_available_agents{server}`
 and `backfill_understaffed{server}` have no live counterpart of the same meaning (the live
 `agents{status="available"}` leaves away/busy agents out, while history counts them) and get
-their own names.
+their own names. With departments, `department_required_agents{server,department}` keeps
+its live name, and `backfill_department_available_agents` / `backfill_department_understaffed`
+get their own, for the same reason.
 """
 
 from __future__ import annotations
