@@ -76,7 +76,8 @@ def department_series(
             server,
             "Rocket.Chat does not list the agents' departments (livechat/users/agent refused, "
             "or a server that does not return `departments`)",
-            "grant view-livechat-manager, or use a newer Rocket.Chat",
+            "let the exporter's user list agents (the warning on livechat/users/agent names "
+            "the permission), or use a Rocket.Chat that returns `departments`",
         )
         return ()
     chosen, missing = selected(departments, config.departments.select)
