@@ -28,6 +28,7 @@ from exporter.backfill_output import Output, OutputError
 from exporter.backfill_progress import Progress
 from exporter.backfillday import DayInput, Grid, write_day
 from exporter.config import Config, ConfigError, ServerConfig, load_config
+from exporter.config.model import Staffing
 from exporter.config.scalars import duration_value
 from exporter.localtime import day_start, local_date
 from exporter.model import AgentLive
@@ -236,7 +237,9 @@ def settings(config: Config, plans: Sequence[Plan], step: int, labels) -> dict:
             f.label,
             f.labels(["\x00probe"]).get("\x00probe"),  # changes with the hashed label key
         ],
-        "servers": {p.server.name: [p.server.timezone, repr(p.server.staffing)] for p in plans},
+        "servers": {
+            p.server.name: [p.server.timezone, schedule_key(p.server.staffing)] for p in plans
+        },
         # Only with departments on, so that an output written without them still resumes.
         **_department_settings(config, plans),
     }
@@ -249,9 +252,23 @@ def _department_settings(config: Config, plans: Sequence[Plan]) -> dict:
     return {
         "departments": [
             select if isinstance(select, str) else list(select),
-            {p.server.name: repr(p.server.department_staffing) for p in plans},
+            {
+                p.server.name: [[name, schedule_key(s)] for name, s in p.server.department_staffing]
+                for p in plans
+            },
         ]
     }
+
+
+def schedule_key(staffing: Staffing | None) -> str:
+    """A schedule as the manifest keeps it: its repr, with the holidays in date order. A
+    frozenset of dates prints in hash order, which changes from process to process (string
+    hash randomisation), and a rerun must find the same settings."""
+    text = repr(staffing)
+    if staffing is None or len(staffing.holidays) < 2:
+        return text  # already the same in every process
+    ordered = "frozenset({" + ", ".join(map(repr, sorted(staffing.holidays))) + "})"
+    return text.replace(repr(staffing.holidays), ordered, 1)
 
 
 # ---- the run -----------------------------------------------------------------------------

@@ -354,3 +354,29 @@ def test_department_groups_and_schedules_are_the_live_exporters():
         ("Ops", ["bob"], True),  # names "Sales", so both Sales departments get it
         ("(none)", ["cid", "dan"], False),
     ]
+
+
+def test_a_rerun_in_another_process_resumes_with_several_holidays(dsim, tmp_path):
+    """The settings a rerun must match are the same in every process: a schedule's holidays
+    (a frozenset of dates, whose order follows the per-process string hash) in date order."""
+    path = tmp_path / "holidays.yaml"
+    holidays = "  holidays: [2026-12-24, 2026-12-25, 2026-12-26, 2026-12-31, 2027-01-01]\n"
+    text = _department_config(dsim[1].url).replace("  rules:\n", holidays + "  rules:\n", 1)
+    path.write_text(text)
+    out = tmp_path / "days"
+    for seed in ("1", "2", "3"):
+        proc = subprocess.run(
+            [
+                sys.executable, "-m", "exporter", "backfill",
+                "--config.file", str(path),
+                "--from", "2026-10-26", "--to", "2026-10-26",
+                "--output", f"{out}/",
+                "--progress", "lines",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        )  # fmt: skip
+        assert proc.returncode == 0, (seed, proc.stderr)
+        assert "already written" in proc.stderr or seed == "1"
