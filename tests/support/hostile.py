@@ -38,6 +38,7 @@ class HostileServer:
         self.redirect_to = redirect_to
         self.huge_bytes = huge_bytes
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.dripped: list[int] = []  # per dripped answer: bytes written before the client left
         self._bomb = gzip_bomb(512 << 20) if behaviour == "gzip_bomb" else b""
         hostile = self
 
@@ -103,11 +104,13 @@ class HostileServer:
         body = b'{"agents":[],"total":0,"success":true}' + b" " * 1000
         self._headers(h, Content_Length=str(len(body)))
         deadline = time.monotonic() + MAX_SECONDS
+        self.dripped.append(0)
         for i in range(len(body)):
             if time.monotonic() > deadline:
                 return
             h.wfile.write(body[i : i + 1])
             h.wfile.flush()
+            self.dripped[-1] = i + 1
             time.sleep(0.25)
 
     def _gzip_bomb(self, h: BaseHTTPRequestHandler) -> None:
