@@ -23,9 +23,10 @@ from typing import Any
 from exporter.config import scalars
 from exporter.config.errors import BAD, ConfigError, Ctx
 from exporter.config.expand import expand
-from exporter.config.model import AgentFilter, Config, Departments, Secret
+from exporter.config.model import AgentFilter, Config, Departments, Secret, ServiceLevel
 from exporter.config.sections import check_mapping, list_items, optional
 from exporter.config.servers import parse_servers, staffing_spec
+from exporter.config.servicelevel import service_level
 from exporter.config.yamlfile import load_yaml
 from exporter.privacy import LABEL_MODES, MIN_KEY_LENGTH
 
@@ -48,6 +49,7 @@ TOP_KEYS = (
     "departments_refresh_polls",
     "chats_per_agent",
     "queue_wait_warning",
+    "service_level",
     "servers",
 )
 AGENTS_KEYS = ("include", "exclude", "per_agent", "label", "label_key_file")
@@ -113,6 +115,10 @@ def _parse_top(ctx: Ctx, data: Any) -> Config | None:
     staffing = optional(ctx, top, "", "staffing", staffing_spec, None)
     cache_dir = optional(ctx, top, "", "history_cache_dir", scalars.directory, None)
     departments = _departments(ctx, top)
+    # `service_level:` alone (no keys) turns it on with the defaults.
+    service = service_level(ctx, "service_level", top["service_level"]) if (
+        "service_level" in top
+    ) else ServiceLevel()
     servers = parse_servers(ctx, top.get("servers"), staffing)
     if departments is not BAD and not departments.enabled:
         for i, server in enumerate(servers):
@@ -133,6 +139,7 @@ def _parse_top(ctx: Ctx, data: Any) -> Config | None:
         windows_include_open_sessions=include_open,
         history_cache_dir=cache_dir,
         departments=departments,
+        service_level=service,
     )
 
 

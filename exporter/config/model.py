@@ -141,6 +141,20 @@ class Departments:
         return self.select != "none"
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceLevel:
+    """The `service_level` section (docs/service-level.md); absent: off, nothing is asked."""
+
+    enabled: bool = False
+    wait_buckets: tuple[float, ...] = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+    response_buckets: tuple[float, ...] = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+    duration_buckets: tuple[float, ...] = (60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0)
+    per_department: bool = False
+    overlap: float = 600.0  # seconds each query reaches back before the newest closed chat
+    target_ratio: float = 0.8  # share of chats answered within target_seconds (the alert)
+    target_seconds: float = 60.0  # must be one of wait_buckets
+
+
 @dataclass(frozen=True)
 class Config:
     servers: tuple[ServerConfig, ...]
@@ -154,6 +168,7 @@ class Config:
     # Final past days are kept here across restarts (exporter/daystore.py); None = off.
     history_cache_dir: str | None = None
     departments: Departments = field(default_factory=Departments)
+    service_level: ServiceLevel = field(default_factory=ServiceLevel)
 
     @property
     def history_days(self) -> int:

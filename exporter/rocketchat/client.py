@@ -11,6 +11,7 @@ now" falls back from the per-agent route to the agents-status chart when forbidd
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import random
 import threading
@@ -27,6 +28,7 @@ from exporter.model import DayHistory, Department, LiveStatus, Load, Queued
 from exporter.rocketchat.errors import ROUTES, RocketChatError, Stopped
 from exporter.rocketchat.omniparse import parse_departments_page, parse_load_page, parse_queue_page
 from exporter.rocketchat.paging import Pager
+from exporter.rocketchat.roomparse import parse_rooms_page
 from exporter.rocketchat.parse import (
     BadBody,
     Kept,
@@ -40,6 +42,7 @@ from exporter.rocketchat.parse import (
     unique_agents,
 )
 from exporter.rocketchat.transport import Transport
+from exporter.servicelevel import ClosedRoom
 from exporter.text import clean
 
 log = logging.getLogger("exporter.client")
@@ -67,6 +70,10 @@ def day_range(day: date, tz: ZoneInfo) -> tuple[str, str]:
 
 def _iso_ms(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _iso_ms_utc(seconds: float) -> str:
+    return _iso_ms(datetime.fromtimestamp(seconds, UTC))
 
 
 def parse_version(text: object) -> tuple[int, int] | None:
@@ -214,6 +221,13 @@ class RocketChatClient:
         """Open chats per (online, available) agent and department: GET livechat/queue."""
         fetched = self._fetch_list("load", {}, parse_load_page)
         return tuple(entry for page in fetched.pages for entry in page.load)
+
+    def fetch_closed_rooms(self, since: float) -> tuple[ClosedRoom, ...]:
+        """Rooms closed at or after `since` (Rocket.Chat's clock), oldest first: livechat/rooms
+        with `closedAt={"start": ...}` (an indexed field), count=0 where allowed."""
+        params = {"closedAt": json.dumps({"start": _iso_ms_utc(since)}), "sort": '{"closedAt":1}'}
+        fetched = self._fetch_list("rooms", params, parse_rooms_page)
+        return tuple(room for page in fetched.pages for room in page.rooms)
 
     def _fetch_list(self, endpoint: str, params: dict[str, Any], parse: Callable) -> Any:
         try:

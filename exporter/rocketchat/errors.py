@@ -15,6 +15,8 @@ ROUTES = {
     "departments": "/api/v1/livechat/department",
     "inquiries": "/api/v1/livechat/inquiries.list",
     "load": "/api/v1/livechat/queue",
+    # Only with `service_level` on (exporter/rocketchat/rooms.py):
+    "rooms": "/api/v1/livechat/rooms",
 }
 REASONS = (
     "auth",
@@ -50,6 +52,11 @@ PERMISSION_FIX = {
     "load": (
         "permission view-l-room missing",
         "give the exporter's user livechat-manager, or a role with view-l-room",
+    ),
+    "rooms": (
+        "permission view-livechat-rooms missing",
+        "give the exporter's user livechat-manager (a livechat-monitor sees only its units' "
+        "rooms), or a role with view-livechat-rooms",
     ),
 }
 
