@@ -14,6 +14,7 @@ from functools import lru_cache
 from operator import attrgetter
 
 from exporter.exposition_departments import DEPARTMENT_FAMILIES
+from exporter.exposition_servicelevel import SERVICE_LEVEL_FAMILIES
 from exporter.model import ParseStats
 from exporter.snapshot import ServerSnapshot
 
@@ -67,7 +68,7 @@ MemoLines = Callable[[str, ServerView, Memo, Memo], list[str]]
 @dataclass(frozen=True)
 class Family:
     name: str
-    kind: str  # gauge | counter
+    kind: str  # gauge | counter | histogram
     help: str
     lines: Lines | None = field(default=None, repr=False)
     # Per-agent families too large to re-render every poll keep each agent's text between
@@ -247,6 +248,20 @@ def _labelled(extract: Callable[[ServerSnapshot], Iterable[tuple[dict[str, str],
                 yield _labels(**labels), value
 
     return samples
+
+
+def _suffixed(extract: Callable[[ServerSnapshot], Iterable[tuple[str, dict[str, str], float]]]):
+    """Lines from (suffix, labels, value) triples: histograms' _bucket, _sum and _count."""
+
+    def lines(name: str, view: ServerView) -> list[str]:
+        if view.snapshot is None:
+            return []
+        return [
+            f"{name}{suffix}{_labels(**labels)} {fmt(value)}\n"
+            for suffix, labels, value in extract(view.snapshot)
+        ]
+
+    return lines
 
 
 def _poll_errors(view: ServerView) -> Iterable[Sample]:
@@ -447,6 +462,12 @@ FAMILIES: tuple[Family, ...] = (
 FAMILIES += tuple(
     Family(name, kind, help_text, _samples(_labelled(extract)))
     for name, kind, help_text, extract in DEPARTMENT_FAMILIES
+)
+
+# Service level: absent unless `service_level` is on (docs/service-level.md).
+FAMILIES += tuple(
+    Family(name, kind, help_text, _suffixed(extract))
+    for name, kind, help_text, extract in SERVICE_LEVEL_FAMILIES
 )
 
 # build_info and process_* are appended per scrape by the web layer (process_metrics.py).

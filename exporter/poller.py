@@ -31,6 +31,7 @@ from exporter.publisher import Publisher
 from exporter.rocketchat import REASONS, Client, RocketChatError, Stopped
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.omnichannel import OmnichannelFeed
+from exporter.rocketchat.rooms import RoomsFeed
 from exporter.rocketchat.transport import SKEW_WARN_SECONDS
 from exporter.sessions import Streak, update_streaks
 from exporter.snapshot import ServerSnapshot, SnapshotInputs, build_snapshot
@@ -85,6 +86,7 @@ class ServerPoller:
         )
         self.feed = OmnichannelFeed.for_config(self.client, config.departments, server)
         self.department_past = DepartmentPast()  # the departments' past part, between polls
+        self.rooms = RoomsFeed.for_config(self.client, config.service_level)  # None: off
 
     def _count_request(self, endpoint: str, code: str) -> None:
         self._requests[(endpoint, code)] += 1
@@ -115,6 +117,8 @@ class ServerPoller:
         fetched = self._fetch_days(started, publish_early=self._health.last_success is None)
         live, live_at = self._live_status()
         omni = self.feed.fetch() if self.feed is not None else None  # never raises RocketChatError
+        if self.rooms is not None:  # never raises RocketChatError either
+            self.rooms.fetch(self.clock(), omni.departments if omni is not None else None)
         now = self.clock()
         if local_date(now, self.tz) != local_date(started, self.tz):
             # Midnight passed during this poll: the new day (and the one that just ended)
@@ -131,6 +135,8 @@ class ServerPoller:
         if self.past.builds != builds and self.past.intervals >= EXEMPT_FROM_GC_INTERVALS:
             _exempt_long_lived()
         self.streaks = streaks
+        if self.rooms is not None:
+            snapshot = replace(snapshot, service_level=self.rooms.snapshot())
         return snapshot
 
     def _live_status(self) -> tuple[LiveStatus, float]:

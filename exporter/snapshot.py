@@ -25,6 +25,7 @@ from exporter.localtime import local_date
 from exporter.model import DayHistory, LiveStatus, ParseStats
 from exporter.parts import Parts, whole_parts
 from exporter.pastdays import PastDays
+from exporter.servicelevel import ServiceLevelSnapshot
 from exporter.sessions import Streak
 from exporter.staffing import required_at
 
@@ -61,6 +62,7 @@ class ServerSnapshot:
     # its days (pagination rejected).
     window_status: tuple[tuple[str, bool, int], ...] = ()
     departments: DepartmentsSnapshot | None = None  # None: departments off
+    service_level: ServiceLevelSnapshot | None = None  # None: service_level off
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,9 +116,11 @@ def _parse_top(ctx: Ctx, data: Any) -> Config | None:
     cache_dir = optional(ctx, top, "", "history_cache_dir", scalars.directory, None)
     departments = _departments(ctx, top)
     # `service_level:` alone (no keys) turns it on with the defaults.
-    service = service_level(ctx, "service_level", top["service_level"]) if (
-        "service_level" in top
-    ) else ServiceLevel()
+    service = (
+        service_level(ctx, "service_level", top["service_level"])
+        if ("service_level" in top)
+        else ServiceLevel()
+    )
     servers = parse_servers(ctx, top.get("servers"), staffing)
     if departments is not BAD and not departments.enabled:
         for i, server in enumerate(servers):

@@ -29,7 +29,9 @@ def service_level(ctx: Ctx, path: str, value: Any) -> Any:
         return BAD
     got = {
         "enabled": optional(ctx, section, path, "enabled", scalars.boolean, True),
-        "wait_buckets": optional(ctx, section, path, "wait_buckets", _buckets, _DEFAULT.wait_buckets),
+        "wait_buckets": optional(
+            ctx, section, path, "wait_buckets", _buckets, _DEFAULT.wait_buckets
+        ),
         "response_buckets": optional(
             ctx, section, path, "response_buckets", _buckets, _DEFAULT.response_buckets
         ),

@@ -28,7 +28,6 @@ from exporter.model import DayHistory, Department, LiveStatus, Load, Queued
 from exporter.rocketchat.errors import ROUTES, RocketChatError, Stopped
 from exporter.rocketchat.omniparse import parse_departments_page, parse_load_page, parse_queue_page
 from exporter.rocketchat.paging import Pager
-from exporter.rocketchat.roomparse import parse_rooms_page
 from exporter.rocketchat.parse import (
     BadBody,
     Kept,
@@ -41,6 +40,7 @@ from exporter.rocketchat.parse import (
     parse_history_page,
     unique_agents,
 )
+from exporter.rocketchat.roomparse import parse_rooms_page
 from exporter.rocketchat.transport import Transport
 from exporter.servicelevel import ClosedRoom
 from exporter.text import clean

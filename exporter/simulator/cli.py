@@ -46,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="generated departments, with memberships, a queue and open chats (default 0)",
     )
+    p.add_argument(
+        "--rooms-every",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="generated livechat rooms, one per SECONDS on average, closing as time passes "
+        "(service level; default 0: none)",
+    )
     p.add_argument("--user-id", default="sim-user")
     p.add_argument("--auth-token", default="sim-token")
     return p
@@ -78,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
             first = next((u for u, ids in sorted(sim.omni.members.items()) if dep_id in ids), None)
             if first is not None:
                 sim.set_live(first, status="online", status_livechat="available")
+    if args.rooms_every > 0:
+        now = sim.clock.now()
+        deps: list[str | None] = [*sorted(sim.omni.departments), None]
+        sim.rooms.generate(now - 86400, now + 2 * 86400, deps, args.seed, args.rooms_every)
     host, port = args.listen
     try:
         server = serve(sim, host, port)

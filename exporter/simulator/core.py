@@ -35,6 +35,9 @@ from .faults import Faults
 from .omnichannel import PATHS as OMNI_PATHS
 from .omnichannel import SCHEMAS as OMNI_SCHEMAS
 from .omnichannel import OmnichannelState, parse_sort
+from .rooms import PATHS as ROOMS_PATHS
+from .rooms import ROUTE_ROOMS, BadQuery, RoomsState
+from .rooms import SCHEMAS as ROOMS_SCHEMAS
 
 ROUTE_HISTORY = "history"
 ROUTE_AGENTS = "agents"
@@ -46,8 +49,16 @@ PATHS = {
     "/api/v1/livechat/analytics/dashboards/charts/agents-status": ROUTE_AGENTS_STATUS,
     "/api/info": ROUTE_INFO,
     **OMNI_PATHS,  # departments, inquiries, load (simulator/omnichannel.py)
+    **ROOMS_PATHS,  # rooms (simulator/rooms.py)
 }
-ROUTES = (ROUTE_HISTORY, ROUTE_AGENTS, ROUTE_AGENTS_STATUS, ROUTE_INFO, *OMNI_PATHS.values())
+ROUTES = (
+    ROUTE_HISTORY,
+    ROUTE_AGENTS,
+    ROUTE_AGENTS_STATUS,
+    ROUTE_INFO,
+    *OMNI_PATHS.values(),
+    ROUTE_ROOMS,
+)
 ROUTE_PATHS = {v: k for k, v in PATHS.items()}
 
 # The GET query schemas of @rocket.chat/rest-typings (dist/v1/omnichannel.js); checked against the
@@ -234,6 +245,7 @@ class Simulator:
         # memoized like Rocket.Chat's mem(maxAge 5 s): expires with the clock, nothing else
         self._chart_cache: dict[str, tuple[int, bytes]] = {}
         self.omni = OmnichannelState()  # departments, queue, load: scripted by tests
+        self.rooms = RoomsState()  # livechat rooms (service level): scripted or generated
         self.unregistered: set[str] = set()  # route names answering 404 (an older server)
         self._set_directory(generated)
 
@@ -696,6 +708,8 @@ class Simulator:
             schema = AGENTS_SCHEMA
         elif route in OMNI_SCHEMAS:
             schema = OMNI_SCHEMAS[route]
+        elif route == ROUTE_ROOMS:
+            schema = ROOMS_SCHEMAS[_rooms_schema(self.config.effective_version)]
         else:
             schema = AGENTS_STATUS_SCHEMA
         error, q = P.validate(schema, query)
@@ -708,7 +722,7 @@ class Simulator:
             return self._history(q)
         if route == ROUTE_AGENTS:
             return self._users(q)
-        if route in OMNI_SCHEMAS:
+        if route in OMNI_SCHEMAS or route == ROUTE_ROOMS:
             return self._omnichannel(route, q)
         return self._agents_status(q)
 
@@ -731,6 +745,11 @@ class Simulator:
             body = self.omni.departments_body(q, page)
         elif route == "inquiries":
             body = self.omni.inquiries_body(q, page, sort, self._now_ms())
+        elif route == ROUTE_ROOMS:
+            try:
+                body = self.rooms.body(q, page, sort, self._now_ms(), self.zone)
+            except BadQuery as exc:
+                return Reply(400, _dumps(P.failure(str(exc))))
         else:
             with self._lock:
                 now = self._now_ms()
@@ -869,6 +888,12 @@ def _parse_query(qs: str) -> dict[str, str | list[str]]:
         else:
             out[k] = v
     return out
+
+
+def _rooms_schema(version: str) -> str:
+    """Which published livechat/rooms schema a version has (7.10.0 added arrays)."""
+    parts = [int(p) if p.isdigit() else 0 for p in version.split(".")[:2]]
+    return "7.10.0" if tuple(parts) >= (7, 10) else "7.0.0"
 
 
 def _negative_paging(q: dict[str, Any]) -> str | None:

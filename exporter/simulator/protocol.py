@@ -95,6 +95,10 @@ def js_number(text: str) -> float | None:
 
 
 def _coerce(kind: str, value: str | list[str], nullable: bool) -> tuple[bool, Any]:
+    if kind == "array":  # ?a=1&a=2 only: coerceTypes does not make an array of one value
+        return (True, value) if isinstance(value, list) else (False, None)
+    if kind == "string|array":  # oneOf string, array of strings
+        return True, value
     if isinstance(value, list):  # ?a=1&a=2 reaches the schema as an array
         return False, None
     if kind == "string":
