@@ -472,3 +472,9 @@ FAMILIES += tuple(
 
 # build_info and process_* are appended per scrape by the web layer (process_metrics.py).
 METRIC_NAMES: tuple[str, ...] = tuple(PREFIX + f.name for f in FAMILIES)
+# The names samples carry: a histogram's are its `_bucket`, `_sum` and `_count`.
+SAMPLE_NAMES: tuple[str, ...] = tuple(
+    PREFIX + f.name + suffix
+    for f in FAMILIES
+    for suffix in (("_bucket", "_sum", "_count") if f.kind == "histogram" else ("",))
+)

@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from exporter import process_metrics
-from exporter.exposition import METRIC_NAMES
+from exporter.exposition import SAMPLE_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 RULES_DIR = REPO / "deploy" / "prometheus"
@@ -37,7 +37,7 @@ RUNBOOK = REPO / "docs" / "runbook.md"
 # What the exporter emits: its own registry of families (tests/test_e2e.py checks that the real
 # process emits every one of them). A histogram's or summary's `_bucket`/`_sum`/`_count` (or a counter's `_created`) is accepted
 # only if it is in this set, i.e. only if the exporter really emits it.
-EMITTED_METRICS: frozenset[str] = frozenset(METRIC_NAMES) | frozenset(process_metrics.METRIC_NAMES)
+EMITTED_METRICS: frozenset[str] = frozenset(SAMPLE_NAMES) | frozenset(process_metrics.METRIC_NAMES)
 # Series Prometheus itself makes: the scrape's `up`, and ALERTS (dashboard alert annotations).
 PROMETHEUS_METRICS: frozenset[str] = frozenset({"up", "ALERTS"})
 

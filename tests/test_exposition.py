@@ -11,6 +11,15 @@ from exporter.exposition import METRIC_NAMES, ServerHealth, ServerView
 from exporter.model import ParseStats
 from exporter.page import render
 from exporter.publisher import Publisher
+from exporter.servicelevel import (
+    Buckets,
+    ClosedRoom,
+    ServiceLevelSnapshot,
+    Tally,
+    record,
+    seed,
+    snapshot_of,
+)
 from exporter.snapshot import AgentRow, ServerSnapshot
 from tests.support.procs import require_binary
 
@@ -62,7 +71,15 @@ def snapshot(server="main", taken_at=1000.0, agent="alice", department="Sales") 
         anomalies=ParseStats(1, 0, 2),
         window_status=(("1h", True, 0), ("today", True, 4)),
         departments=departments(department, agent),
+        service_level=service_level(department),
     )
+
+
+def service_level(department: str = "Sales") -> ServiceLevelSnapshot:
+    tally = seed(Tally(Buckets(), per_department=True, overlap=600.0), [], 0.0, ["d1"])
+    room = ClosedRoom("r1", 10.0, "d1", 0.0, True, 45.0, 20.0, 600.0)
+    tally, _ = record(tally, [room])
+    return snapshot_of(tally, True, {"d1": department}, 0.8, 60.0)
 
 
 def health(server="main", up=True) -> ServerHealth:
