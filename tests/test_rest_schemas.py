@@ -32,9 +32,10 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from exporter.config.model import Secret, ServerConfig
+from exporter.config.model import Secret, ServerConfig, ServiceLevel
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.omnichannel import OmnichannelFeed
+from exporter.rocketchat.rooms import RoomsFeed
 from exporter.rocketchat.paging import REPROBE_EVERY as PAGING_REPROBE_EVERY
 from exporter.simulator import ManualClock, Simulator, SimulatorConfig, serve
 from exporter.simulator.core import Reply
@@ -56,7 +57,7 @@ INQUIRIES = "livechat/inquiries.list"
 DEPARTMENT = "livechat/department"
 QUEUE = "livechat/queue"
 ROOMS = "livechat/rooms"
-SIMULATED = (HISTORY, USERS, CHART, INQUIRIES, DEPARTMENT, QUEUE)
+SIMULATED = (HISTORY, USERS, CHART, INQUIRIES, DEPARTMENT, QUEUE, ROOMS)
 
 
 # ---------------------------------------------------------------- the node side
@@ -248,6 +249,11 @@ def _poll_like_the_exporter(url: str, sim: Simulator, *, ask_version: bool = Tru
         feed = OmnichannelFeed(client, refresh_polls=2, select=("Sales",))
         for _ in range(3):
             feed.fetch()
+        # service_level on: rooms closed since the last poll (the first poll only seeds)
+        sim.rooms.add(T0 - 300, department=dep, wait=30, first_response=5, duration=200)
+        rooms = RoomsFeed(client, ServiceLevel(enabled=True))
+        for _ in range(2):
+            rooms.fetch(clock.now())
         sim.forbid("agents")  # the per-agent route refused: the chart answers instead
         client.fetch_live_status()
     finally:
@@ -391,6 +397,26 @@ TABLE: list[tuple[str, Q, dict[str, bool]]] = [
     (ROOMS, [("units", "u1"), ("units", "u2")], {V70: False, V710: True}),
     (ROOMS, [("units", "u1")], {V70: False, V710: False}),  # coerceTypes does not make arrays
     (ROOMS, [("foo", "1")], {V70: False, V710: False}),
+    # the client's query (service_level): closedAt from a start, sorted, count=0
+    (
+        ROOMS,
+        [
+            ("closedAt", '{"start":"2024-03-05T14:50:00.000Z"}'),
+            ("sort", '{"closedAt":1}'),
+            ("count", "0"),
+        ],
+        {V70: True, V710: True},
+    ),
+    (ROOMS, [("closedAt", '{"start":"2024-03-05T14:50:00.000Z"}'), ("count", "100"),
+             ("offset", "100"), ("sort", '{"closedAt":1}')], {V70: True, V710: True}),  # fmt: skip
+    (ROOMS, [("closedAt", "")], {V70: True, V710: True}),  # nullable
+    (ROOMS, [("departmentId", "d1"), ("open", "false")], {V70: True, V710: True}),
+    (ROOMS, [("open", "1")], {V70: True, V710: True}),  # a string: accepted, then ignored
+    (ROOMS, [("agents", "a")], {V70: False, V710: False}),  # an array, given once
+    (ROOMS, [("agents", "a"), ("agents", "b")], {V70: True, V710: True}),
+    (ROOMS, [("count", "abc")], {V70: False, V710: False}),
+    (ROOMS, [("fields", '{"v":0}'), ("queued", "true")], {V70: True, V710: True}),
+    (ROOMS, [("departmentId", "")], {V70: True, V710: True}),
 ]
 
 
