@@ -179,8 +179,13 @@ def metric_names(expr: str) -> set[str]:
     return names
 
 
+def recorded_metrics() -> set[str]:
+    """Series the recording rules make (deploy/prometheus/recording-rules.yaml)."""
+    return {rule["record"] for _, rule in rules() if "record" in rule}
+
+
 def unknown_metrics(expr: str) -> set[str]:
-    return metric_names(expr) - EMITTED_METRICS - PROMETHEUS_METRICS
+    return metric_names(expr) - EMITTED_METRICS - PROMETHEUS_METRICS - recorded_metrics()
 
 
 # ---- promtool ----------------------------------------------------------------------------------

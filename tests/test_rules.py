@@ -39,6 +39,7 @@ REQUIRED_ALERTS = {
     "RocketChatOmnichannelChatSlotsFull": "warning",
     "RocketChatOmnichannelQueueWaitLong": "warning",
     "RocketChatOmnichannelDepartmentUnderstaffed": "warning",
+    "RocketChatOmnichannelServiceLevelLow": "warning",
 }
 # Alerts whose value is a constant (`up == 0` is 0, `absent()` is 1): no $value to print.
 CONSTANT_VALUE_ALERTS = {
