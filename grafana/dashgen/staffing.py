@@ -4,6 +4,7 @@ the exporter's health."""
 from __future__ import annotations
 
 from .queue import DEPARTMENT_VARIABLE, queue_and_departments
+from .service_level import service_level
 from .toolkit import (
     AGENT_UID,
     COMMON_VARIABLES,
@@ -469,6 +470,7 @@ def staffing_dashboard() -> Json:
     lay = Layout()
     staffing_now(lay)
     queue_and_departments(lay)
+    service_level(lay)
     staffing_windows(lay)
     staffing_agents(lay)
     exporter_health(lay)
