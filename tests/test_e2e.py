@@ -70,6 +70,8 @@ def start_simulator(tmp: Path, agents: int = 20, *extra: str) -> tuple[Process, 
             "0",
             "--departments",
             "3",
+            "--rooms-every",
+            "3",
             *extra,
         ],
         tmp / "simulator.log",
@@ -88,6 +90,8 @@ def write_config(tmp: Path, sim_url: str, **extra: str) -> Path:
 poll_interval: 2s
 windows: [1h, 8h, 24h, 7d, today, yesterday]
 departments: all
+service_level:
+  per_department: true
 staffing:
   default: 2
   rules:

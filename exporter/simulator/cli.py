@@ -51,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         metavar="SECONDS",
-        help="generated livechat rooms, one per SECONDS on average, closing as time passes "
-        "(service level; default 0: none)",
+        help="generated livechat rooms, one per SECONDS on average from an hour before the "
+        "start to a day after, closing as time passes (service level; default 0: none)",
     )
     p.add_argument("--user-id", default="sim-user")
     p.add_argument("--auth-token", default="sim-token")
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rooms_every > 0:
         now = sim.clock.now()
         deps: list[str | None] = [*sorted(sim.omni.departments), None]
-        sim.rooms.generate(now - 86400, now + 2 * 86400, deps, args.seed, args.rooms_every)
+        sim.rooms.generate(now - 3600, now + 86400, deps, args.seed, args.rooms_every)
     host, port = args.listen
     try:
         server = serve(sim, host, port)
