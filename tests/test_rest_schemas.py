@@ -407,8 +407,16 @@ TABLE: list[tuple[str, Q, dict[str, bool]]] = [
         ],
         {V70: True, V710: True},
     ),
-    (ROOMS, [("closedAt", '{"start":"2024-03-05T14:50:00.000Z"}'), ("count", "100"),
-             ("offset", "100"), ("sort", '{"closedAt":1}')], {V70: True, V710: True}),  # fmt: skip
+    (
+        ROOMS,
+        [
+            ("closedAt", '{"start":"2024-03-05T14:50:00.000Z"}'),
+            ("count", "100"),
+            ("offset", "100"),
+            ("sort", '{"closedAt":1}'),
+        ],
+        {V70: True, V710: True},
+    ),  # fmt: skip
     (ROOMS, [("closedAt", "")], {V70: True, V710: True}),  # nullable
     (ROOMS, [("departmentId", "d1"), ("open", "false")], {V70: True, V710: True}),
     (ROOMS, [("open", "1")], {V70: True, V710: True}),  # a string: accepted, then ignored

@@ -254,3 +254,68 @@ def test_off_asks_no_rooms_and_exports_no_family():
         assert b"chat_queue_wait" not in r.page() and b"service_level" not in r.page()
     finally:
         r.close()
+
+
+# ---------------------------------------------------------------- real process, real Prometheus
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_real_exporter_process_and_prometheus_show_hand_computed_buckets(tmp_path):
+    """The simulator (on the real clock, scripted here) -> the exporter process -> Prometheus."""
+    import time
+
+    from exporter.simulator import Simulator, SimulatorConfig, serve
+    from tests.support.procs import Prometheus, http_get, start_exporter, wait_for
+
+    sim = Simulator(SimulatorConfig(agents=2, rate_limit=0, user_id="u-sl", auth_token="t-sl"))
+    server = serve(sim, host="127.0.0.1", port=0)
+    (tmp_path / "token").write_text("t-sl\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        f"""\
+poll_interval: 1s
+service_level:
+  wait_buckets: [10, 60, 300]
+servers:
+  - name: sim
+    url: {server.url}
+    user_id: u-sl
+    auth_token_file: token
+    timezone: UTC
+"""
+    )
+    procs = []
+    try:
+        exporter, url = start_exporter(cfg, tmp_path)
+        procs.append(exporter)
+        metric = "rocketchat_omnichannel_chats_closed_total"
+
+        def page() -> str:
+            return http_get(url + "/metrics")[1].decode()
+
+        wait_for(lambda: f'{metric}{{server="sim"}} 0' in page(), 30, "seeded at 0")
+        prom = Prometheus(tmp_path, [url.removeprefix("http://")])
+        procs.append(prom)
+        now = time.time()
+        # Closed just now (after the seeding poll): waits 4, 30, 200 s and one abandoned.
+        for wait, duration in ((4, 50), (30, 100), (200, 400), (None, 90)):
+            sim.rooms.add(now - duration, wait=wait, first_response=3, duration=duration - 0.5)
+        want = {"10": 1, "60": 2, "300": 3, "+Inf": 3}
+        name = "rocketchat_omnichannel_chat_queue_wait_seconds_bucket"
+
+        def buckets() -> dict[str, float]:
+            got = {r["metric"]["le"]: float(r["value"][1]) for r in prom.query(name)}
+            return got if got == want else {}
+
+        assert wait_for(buckets, 60, "hand-computed buckets in prometheus") == want
+        assert prom.query(f"{metric} == 4") and prom.query(
+            "rocketchat_omnichannel_chats_abandoned_total == 1"
+        )
+        assert prom.query("rocketchat_omnichannel_chat_queue_wait_seconds_sum == 234")
+        body = page().encode() + exporter.log().encode()
+        assert not [p for p in PRIVATE if p in body]
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        server.stop()
