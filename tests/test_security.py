@@ -680,3 +680,65 @@ def test_log_lines_cannot_be_forged_through_values():
         line = formatter.format(record)
         assert "\n" not in line
     assert re.search(r'err="boom\\nlevel=error msg=\\"forged\\""', LogfmtFormatter().format(record))
+
+
+# Visitor data, message text and room names from livechat/rooms (service_level): whole room
+# documents come back (Rocket.Chat ignores `fields`); none of it may reach an output.
+ROOM_PRIVATE = (
+    "Jane Visitor",
+    "secret-room-name",
+    "private-message-text",
+    "visitor-token-",
+    "example.invalid",
+    "+15550100",
+    "guest-r",
+)
+
+
+def test_visitor_data_message_text_and_room_names_never_appear(tmp_path):
+    """A real exporter at debug level with service_level on, rooms whose documents carry
+    visitor data, through the rooms route's fault paths; then grep every output."""
+    import time
+
+    sim = Simulator(
+        SimulatorConfig(agents=2, rate_limit=0, user_id=USER_ID, auth_token=TOKEN, seed=2)
+    )
+    server = serve(sim)
+    (tmp_path / "uid").write_text(USER_ID + "\n")
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        "poll_interval: 0.2s\nservice_level:\n  per_department: true\nservers:\n"
+        f"  - name: rc\n    url: {server.url}\n    user_id_file: uid\n    auth_token_file: token\n"
+    )
+    proc, url = start_exporter(cfg, tmp_path, None, "--log.level", "debug")
+    pages: list[bytes] = []
+    try:
+        wait_for(lambda: _counter(url, "service_level_known", server="rc") == 1, 30, "rooms read")
+        now = time.time()
+        for i in range(4):
+            sim.rooms.add(now - 100 - i, department="d1", wait=10.0 * i, duration=99.0)
+        wait_for(lambda: _counter(url, "chats_closed_total", server="rc", department="d1") == 4,
+                 30, "rooms counted")  # fmt: skip
+        for kind, code in (("error", "500"), ("html", "502"), ("truncate", "200")):
+            before = _counter(url, "api_requests_total", server="rc", endpoint="rooms", code=code)
+            sim.faults.inject(kind, times=1, route="rooms")
+            wait_for(
+                lambda c=code, b=before: (
+                    _counter(url, "api_requests_total", server="rc", endpoint="rooms", code=c) > b
+                ),
+                20,
+                f"rooms {kind}",
+            )
+            pages += [http_get(url + "/")[1], http_get(url + "/metrics")[1]]
+        sim.forbid("rooms")
+        wait_for(lambda: _counter(url, "service_level_known", server="rc") == 0, 20, "refused")
+        pages += [http_get(url + "/")[1], http_get(url + "/metrics")[1]]
+        once = run_cli("once", "--config.file", str(cfg), "--log.level", "debug")
+    finally:
+        proc.stop()
+        server.stop()
+    for text in (proc.log(), once.stdout, once.stderr, *(p.decode() for p in pages)):
+        leaked = [p for p in ROOM_PRIVATE if p in text]
+        assert not leaked, f"{leaked} leaked: {text[:300]!r}"
+    _assert_clean(proc.log(), *pages)

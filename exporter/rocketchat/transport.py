@@ -224,7 +224,11 @@ class Transport:
                         f"answer is not JSON ({MAX_ATTEMPTS} attempts)",
                         "check that url points at Rocket.Chat itself, not a proxy or login page",
                         status,
-                        error_text(body[:ERROR_BODY_BYTES]),
+                        # A cut JSON answer is data (room documents carry visitor details and
+                        # message text), not an error text: never quote it.
+                        None
+                        if body.lstrip()[:1] in (b"{", b"[")
+                        else error_text(body[:ERROR_BODY_BYTES]),
                     )
                 ) from None
         raise self._classify(endpoint, response, status, error_text(body))
