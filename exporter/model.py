@@ -153,3 +153,27 @@ class Omnichannel:
     queue: tuple[Queued, ...] | None
     queue_total: int | None  # Rocket.Chat's `total` (can exceed len(queue) if capped)
     load: tuple[Load, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedRoom:
+    """What the exporter keeps of one closed livechat room: no visitor, no text, no name."""
+
+    id: str
+    closed_at: float  # unix seconds, Rocket.Chat's clock
+    department: str | None  # department id; None: no department
+    created_at: float | None  # `ts`
+    served: bool  # has `servedBy`: an agent took it; False: abandoned in the queue
+    served_at: float | None  # `servedBy.ts` (None where missing even though served)
+    first_response: float | None  # `metrics.response.ft`, seconds
+    duration: float | None  # `metrics.chatDuration`, seconds
+
+    @property
+    def abandoned(self) -> bool:
+        return not self.served
+
+    @property
+    def queue_wait(self) -> float | None:
+        if self.served_at is None or self.created_at is None:
+            return None
+        return max(0.0, self.served_at - self.created_at)

@@ -31,8 +31,8 @@ from exporter.publisher import Publisher
 from exporter.rocketchat import REASONS, Client, RocketChatError, Stopped
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.omnichannel import OmnichannelFeed
-from exporter.rocketchat.rooms import RoomsFeed
 from exporter.rocketchat.transport import SKEW_WARN_SECONDS
+from exporter.servicelevel_feed import RoomsFeed
 from exporter.sessions import Streak, update_streaks
 from exporter.snapshot import ServerSnapshot, SnapshotInputs, build_snapshot
 from exporter.zonecheck import format_offset, zone_mismatch

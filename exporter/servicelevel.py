@@ -1,6 +1,6 @@
 """Service level from closed chats: histograms and counters that only grow. Pure math.
 
-No httpx, no prometheus_client, no clock reads: the rooms feed (exporter/rocketchat/rooms.py)
+No httpx, no prometheus_client, no clock reads: the rooms feed (exporter/servicelevel_feed.py)
 hands in the rooms of each poll and the instant the next query may start from; this module
 decides which rooms are new and adds them to cumulative histograms (Prometheus semantics:
 bucket `le` counts observations <= le, `+Inf` counts them all).
@@ -16,34 +16,13 @@ import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from exporter.model import ClosedRoom
+
 DEFAULT_WAIT_BUCKETS = (10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 DEFAULT_RESPONSE_BUCKETS = DEFAULT_WAIT_BUCKETS
 DEFAULT_DURATION_BUCKETS = (60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0)
 ALL = ""  # the department key when per-department figures are off
-
-
-@dataclass(frozen=True, slots=True)
-class ClosedRoom:
-    """What the exporter keeps of one closed livechat room: no visitor, no text, no name."""
-
-    id: str
-    closed_at: float  # unix seconds, Rocket.Chat's clock
-    department: str | None  # department id; None: no department
-    created_at: float | None  # `ts`
-    served: bool  # has `servedBy`: an agent took it; False: abandoned in the queue
-    served_at: float | None  # `servedBy.ts` (None where missing even though served)
-    first_response: float | None  # `metrics.response.ft`, seconds
-    duration: float | None  # `metrics.chatDuration`, seconds
-
-    @property
-    def abandoned(self) -> bool:
-        return not self.served
-
-    @property
-    def queue_wait(self) -> float | None:
-        if self.served_at is None or self.created_at is None:
-            return None
-        return max(0.0, self.served_at - self.created_at)
+__all__ = ["ClosedRoom"]  # re-exported: the value type lives in exporter.model
 
 
 @dataclass(frozen=True, slots=True)

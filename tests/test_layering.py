@@ -49,6 +49,8 @@ STAGES: dict[str, int] = {
     "exporter.zonecheck": 4,
     "exporter.departments": 4,  # the team math per department, the queue and the load
     "exporter.departments_past": 4,  # its past part kept between polls
+    "exporter.servicelevel": 4,  # closed chats into histograms (service_level)
+    "exporter.servicelevel_feed": 5,  # the rooms fetch per poll and its tally (no clock)
     "exporter.snapshot": 5,
     "exporter.parts": 5,
     "exporter.pastdays": 5,
@@ -59,6 +61,7 @@ STAGES: dict[str, int] = {
     "exporter.backfill_departments": 7,  # which departments backfill writes (read once)
     "exporter.backfill": 7,  # the backfill command: owns time, like the poller
     "exporter.exposition_departments": 6,  # the department families of /metrics
+    "exporter.exposition_servicelevel": 6,  # the service-level families (histograms)
     "exporter.publisher": 6,
     "exporter.page": 6,  # a server's part of the page, the joined page (plain, gzip)
     "exporter.poller": 7,
@@ -86,6 +89,7 @@ MATH = (
     "exporter.zonecheck",
     "exporter.departments",
     "exporter.departments_past",
+    "exporter.servicelevel",
 )
 # What pure modules (the math, and the snapshot built from it) may import from the package:
 # shared modules, the config's value types, and (for the snapshot) the math.

@@ -36,7 +36,7 @@ from exporter.config.model import Secret, ServerConfig, ServiceLevel
 from exporter.rocketchat.client import RocketChatClient
 from exporter.rocketchat.omnichannel import OmnichannelFeed
 from exporter.rocketchat.paging import REPROBE_EVERY as PAGING_REPROBE_EVERY
-from exporter.rocketchat.rooms import RoomsFeed
+from exporter.servicelevel_feed import RoomsFeed
 from exporter.simulator import ManualClock, Simulator, SimulatorConfig, serve
 from exporter.simulator.core import Reply
 

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from exporter.config.model import ServerConfig
-from exporter.model import DayHistory, Department, LiveStatus, Load, Queued
+from exporter.model import ClosedRoom, DayHistory, Department, LiveStatus, Load, Queued
 from exporter.rocketchat.errors import ROUTES, RocketChatError, Stopped
 from exporter.rocketchat.omniparse import parse_departments_page, parse_load_page, parse_queue_page
 from exporter.rocketchat.paging import Pager
@@ -42,7 +42,6 @@ from exporter.rocketchat.parse import (
 )
 from exporter.rocketchat.roomparse import parse_rooms_page
 from exporter.rocketchat.transport import Transport
-from exporter.servicelevel import ClosedRoom
 from exporter.text import clean
 
 log = logging.getLogger("exporter.client")

@@ -15,7 +15,7 @@ ROUTES = {
     "departments": "/api/v1/livechat/department",
     "inquiries": "/api/v1/livechat/inquiries.list",
     "load": "/api/v1/livechat/queue",
-    # Only with `service_level` on (exporter/rocketchat/rooms.py):
+    # Only with `service_level` on (exporter/servicelevel_feed.py):
     "rooms": "/api/v1/livechat/rooms",
 }
 REASONS = (

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from exporter.model import ClosedRoom
 from exporter.rocketchat.parse import BadBody, _checked_object, _count, _seconds, parse_instant
-from exporter.servicelevel import ClosedRoom
 from exporter.text import clean
 
 __all__ = ["BadBody", "RoomsPage", "parse_rooms_page"]

@@ -19,11 +19,10 @@ from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
 from exporter.config.model import ServiceLevel
-from exporter.model import Department
+from exporter.model import ClosedRoom, Department
 from exporter.rocketchat.errors import RocketChatError
 from exporter.servicelevel import (
     Buckets,
-    ClosedRoom,
     ServiceLevelSnapshot,
     Tally,
     record,
