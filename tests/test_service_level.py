@@ -25,7 +25,7 @@ PRIVATE = (
     b"private-message-text",
     b"visitor-token",
     b"example.invalid",
-    b"4111",
+    b"card number",
     b"guest-r",
 )
 
