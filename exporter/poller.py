@@ -11,6 +11,7 @@ import contextlib
 import gc
 import logging
 import math
+import sys
 import threading
 import time
 from collections import Counter
@@ -473,6 +474,7 @@ def _exempt_long_lived() -> None:
 # reference counting frees; with the default gen-0 threshold they trigger thousands of young
 # collections and several full ones per poll, whose cost grows with everything alive.
 GC_THRESHOLDS = (50_000, 20, 20)
+SWITCH_INTERVAL_SECONDS = 0.001
 
 
 def tune_gc() -> None:
@@ -484,6 +486,9 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
     gc.collect()
     gc.freeze()
+    # A poll is pure Python for hundreds of milliseconds; a scrape thread waits for the GIL
+    # up to this long each time it needs it (CPython's default is 5 ms).
+    sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
 
 
 def start_pollers(

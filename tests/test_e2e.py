@@ -212,6 +212,9 @@ def test_gzip_page_is_one_member_that_promtool_and_prometheus_read_whole(stack):
         [require_binary("promtool"), "check", "metrics"], input=text, capture_output=True
     )
     assert check.returncode == 0 and check.stdout + check.stderr == b"", check.stderr
-    info = prom.query("rocketchat_omnichannel_exporter_build_info")
+    # Prometheus may not have scraped yet when this test runs first (~6 s after start).
+    info = wait_for(
+        lambda: prom.query("rocketchat_omnichannel_exporter_build_info"), 60, "build_info"
+    )
     assert {"version", "revision", "python_version"} <= set(info[0]["metric"])
     assert prom.query("process_start_time_seconds") and prom.query("process_open_fds")

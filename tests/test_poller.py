@@ -209,3 +209,6 @@ def test_watchdog_reports_a_stuck_poller_thread(monkeypatch):
         for t in threads:
             t.join(timeout=10)
     assert "poller stopped: shutdown" in pub.views(time.time())[0].health.stalled
+    import sys
+
+    assert sys.getswitchinterval() == poller_module.SWITCH_INTERVAL_SECONDS  # tune_gc ran
