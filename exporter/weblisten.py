@@ -242,7 +242,9 @@ class Connections:
                 and not c.killed
                 and not (c.whole and now - c.since < EVICT_GRACE_SECONDS)
             ]
-            victim = min(waiting, key=lambda c: (c.threaded, c.whole, c.since), default=None)
+            # A whole request head (a scrape) goes last of all, even past its grace and even
+            # while still parked: on a loaded machine its thread may take longer to start.
+            victim = min(waiting, key=lambda c: (c.whole, c.threaded, c.since), default=None)
             if victim is None:
                 return False
             self.evicted += 1
