@@ -130,6 +130,20 @@ def history_requests(simulator: Simulator) -> int:
 # ---- the proof through real parts ----------------------------------------------------------
 
 
+def create_blocks(promtool: str, openmetrics: Path, tmp_path: Path) -> Path:
+    """The real `promtool tsdb create-blocks-from openmetrics` into a fresh data dir."""
+    data = tmp_path / "data"
+    data.mkdir()
+    blocks = subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(openmetrics), str(data)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert blocks.returncode == 0, blocks.stderr + blocks.stdout
+    return data
+
+
 def _prometheus(tmp: Path, data: Path) -> tuple[Process, str]:
     binary = require_binary("prometheus")
     port = free_port()
@@ -195,16 +209,7 @@ def test_backfilled_blocks_in_real_prometheus_match_the_scripted_sessions(sim, c
     assert proc.returncode == 0, proc.stderr
     text = out.read_text()
     assert text.endswith("# EOF\n")
-    data = tmp_path / "data"
-    data.mkdir()
-    blocks = subprocess.run(
-        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(out), str(data)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert blocks.returncode == 0, blocks.stderr + blocks.stdout
-    prom, url = _prometheus(tmp_path, data)
+    prom, url = _prometheus(tmp_path, create_blocks(promtool, out, tmp_path))
     try:
         for at, available, required, short in TEAM_EXPECTED:
             t = utc(at)

@@ -18,7 +18,16 @@ import pytest
 
 from exporter.simulator import ManualClock, Simulator, SimulatorConfig, serve
 from tests.support.procs import require_binary
-from tests.test_backfill import CONFIG, SESSIONS, ZONE, _prometheus, _value, run, utc
+from tests.test_backfill import (
+    CONFIG,
+    SESSIONS,
+    ZONE,
+    _prometheus,
+    _value,
+    create_blocks,
+    run,
+    utc,
+)
 
 # Today's membership (read once; applied to every past day): dee is in both, cid in none.
 MEMBERS = {"ann": ["Sales"], "bob": ["Billing"], "dee": ["Sales", "Billing"], "eve": ["Billing"]}
@@ -107,16 +116,7 @@ def test_backfilled_department_series_in_real_prometheus_match_the_hand_computed
     # Membership is read once for the whole range, not per day.
     assert dsim[0].request_total("departments") == 1
     assert dsim[0].request_total("agents") == 1
-    data = tmp_path / "data"
-    data.mkdir()
-    blocks = subprocess.run(
-        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(out), str(data)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert blocks.returncode == 0, blocks.stderr + blocks.stdout
-    prom, url = _prometheus(tmp_path, data)
+    prom, url = _prometheus(tmp_path, create_blocks(promtool, out, tmp_path))
     try:
         for at, department, available, required, short in DEPARTMENT_EXPECTED:
             t = utc(at)
