@@ -128,23 +128,30 @@ _SYNC_FLUSH = b"\x00\x00\xff\xff"  # the empty stored block a sync flush ends a 
 
 
 def gzip_with_tail(gz: bytes, tail: bytes) -> bytes:
-    """The publisher's gzip page with `tail` appended, still ONE gzip member.
+    """The publisher's gzip page with `tail` appended, still ONE gzip member (joined)."""
+    return b"".join(gzip_parts_with_tail(gz, tail))
+
+
+def gzip_parts_with_tail(gz: bytes, tail: bytes) -> tuple[bytes | memoryview, ...]:
+    """The publisher's gzip page with `tail` appended, as parts to send one after another.
 
     page.join ends the page's deflate stream with sync-flushed segments and an empty
     final block: dropping that block (and the trailer) leaves a stream that a freshly deflated
     tail can continue, with the trailer's CRC-32 continued from the page's. One member, since
-    not every client reads concatenated members (httpx, for one, stops after the first). Any
-    other input is recompressed: slower, never wrong.
+    not every client reads concatenated members (httpx, for one, stops after the first). The
+    page itself is not copied (a view of it is sent): a scrape holds the GIL for the small
+    tail only, not for a copy of a page of megabytes. Any other input is recompressed:
+    slower, never wrong.
     """
-    body = gz[:-10]
-    ours = gz[-10:-8] == _FINAL_BLOCK and (len(body) == 10 or body.endswith(_SYNC_FLUSH))
+    body = memoryview(gz)[:-10]
+    ours = gz[-10:-8] == _FINAL_BLOCK and (len(body) == 10 or gz[-14:-10] == _SYNC_FLUSH)
     if len(gz) < 20 or not ours:
-        return _gzip.compress(_gzip.decompress(gz) + tail, compresslevel=1, mtime=0)
+        return (_gzip.compress(_gzip.decompress(gz) + tail, compresslevel=1, mtime=0),)
     crc, size = struct.unpack("<II", gz[-8:])
     z = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
     end = z.compress(tail) + z.flush(zlib.Z_FINISH)
     total = (size + len(tail)) & 0xFFFFFFFF
-    return b"".join((body, end, struct.pack("<II", zlib.crc32(tail, crc), total)))
+    return (body, end + struct.pack("<II", zlib.crc32(tail, crc), total))
 
 
 def make_handler(
@@ -218,8 +225,9 @@ def make_handler(
             if path == telemetry_path:
                 gz = "gzip" in self.headers.get("Accept-Encoding", "")
                 page, fresh = publisher.page(clock(), gzipped=gz), metrics.render()
-                body = gzip_with_tail(page, fresh) if gz else page + fresh
-                self._send(200, CONTENT_TYPE, body, gzip=gz)
+                # Sent in parts, not joined: joining copied the whole page on every scrape.
+                parts = gzip_parts_with_tail(page, fresh) if gz else (page, fresh)
+                self._send(200, CONTENT_TYPE, parts, gzip=gz)
             elif path == "/":
                 page = landing_page(publisher, clock(), metrics_path=telemetry_path)
                 self._send(200, "text/html; charset=utf-8", page)
@@ -242,20 +250,23 @@ def make_handler(
             self,
             code: int,
             ctype: str,
-            body: bytes,
+            body: bytes | Sequence[bytes | memoryview],
             gzip: bool = False,
             extra: dict[str, str] | None = None,
         ) -> None:
+            parts = (body,) if isinstance(body, bytes) else tuple(body)
             self.send_response(code)
             self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Content-Length", str(sum(len(p) for p in parts)))
             if gzip:
                 self.send_header("Content-Encoding", "gzip")
             for name, value in (extra or {}).items():
                 self.send_header(name, value)
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(body)
+                for part in parts:
+                    if part:
+                        self.wfile.write(part)
 
         def log_message(self, format: str, *args) -> None:  # noqa: A002
             log.debug("http %s", format % args)
