@@ -155,27 +155,37 @@ def clip(intervals: Sequence[Interval], start: float, end: float) -> tuple[float
     many positive-length intervals share time with it (zero-length ones carry no time and do
     not count). Two binary searches find the intervals inside; the sums over them run in C.
     """
-    # Merged intervals do not overlap, so their ends are sorted as well as their starts.
     i = bisect_right(intervals, start, key=_END)  # first interval ending after the start
     j = bisect_left(intervals, end, i, key=_START)  # first one starting at or after the end
     if i == j:
         return 0.0, 0
+    inner, count = inner_sum(intervals, i, j)
+    return corrected(inner, intervals[i].start, intervals[j - 1].end, start, end), count
+
+
+def inner_sum(intervals: Sequence[Interval], i: int, j: int) -> tuple[float, int]:
+    """Whole lengths of intervals[i:j] (i < j) summed in order, and the positive ones' count:
+    the part of `clip` that stays the same while the window's edges stay between the same
+    interval boundaries (exporter.pastdays keeps it from poll to poll)."""
     if j - i <= _FEW:  # short windows: a plain loop beats setting up the C-level sums
         seconds, count = 0.0, 0
         for k in range(i, j):
             iv = intervals[k]
             seconds += iv.end - iv.start
             count += iv.start < iv.end
-        first, last = intervals[i].start, intervals[j - 1].end
-    else:
-        inside = intervals[i:j]
-        starts = list(map(_START, inside))
-        ends = list(map(_END, inside))
-        seconds, count = sum(map(sub, ends, starts)), sum(map(lt, starts, ends))
-        first, last = starts[0], ends[-1]
-    seconds -= max(0.0, start - first)  # the first interval's part before the window
-    seconds -= max(0.0, last - end)  # the last interval's part after it
-    return seconds, count
+        return seconds, count
+    # Merged intervals do not overlap, so their ends are sorted as well as their starts.
+    inside = intervals[i:j]
+    starts = list(map(_START, inside))
+    ends = list(map(_END, inside))
+    return sum(map(sub, ends, starts)), sum(map(lt, starts, ends))
+
+
+def corrected(inner: float, first: float, last: float, start: float, end: float) -> float:
+    """`inner` without the first interval's part before the window and the last one's after
+    it: the same operations in the same order wherever a clip is finished."""
+    seconds = inner - max(0.0, start - first)
+    return seconds - max(0.0, last - end)
 
 
 _FEW = 8
@@ -211,10 +221,17 @@ class Tally:
         j = bisect_left(ivs, end, i, key=_START)
         if i == j:
             return 0.0, 0
-        seconds = self._done[j] - self._done[i]
-        seconds -= max(0.0, start - ivs[i].start)
-        seconds -= max(0.0, ivs[j - 1].end - end)
-        return seconds, self._real[j] - self._real[i]
+        inner, count = self.inner_sum(i, j)
+        return corrected(inner, ivs[i].start, ivs[j - 1].end, start, end), count
+
+    def bisect(self, start: float, end: float) -> tuple[int, int]:
+        """(i, j): intervals[i:j] are the ones sharing time with [start, end], as in `clip`."""
+        i = bisect_right(self._ends, start)
+        return i, bisect_left(self.intervals, end, i, key=_START)
+
+    def inner_sum(self, i: int, j: int) -> tuple[float, int]:
+        """Like `inner_sum(self.intervals, i, j)`, from the running totals."""
+        return self._done[j] - self._done[i], self._real[j] - self._real[i]
 
 
 # ---- the team ----------------------------------------------------------------------------

@@ -18,8 +18,9 @@ from exporter.availability import (
     TeamWindow,
     agent_result,
     bridge_midnight_splits,
-    clip,
+    corrected,
     empty_span,
+    inner_sum,
     overlaps,
     team_window,
 )
@@ -151,15 +152,16 @@ class _PastBlock:
         last_closed.update((name, ivs[-1].end) for name, ivs in recent_closed.items() if ivs)
         opened = open_sessions(inp, last_closed, now)
         names = self.heads.keys() | recent_closed.keys() | opened.keys()
-        merged: dict[str, tuple[Interval, ...]] = {}  # after the heads: tail, today, open
-        recent: dict[str, tuple[Interval, ...]] = {}  # the same, bridged, for the team
+        closed_after: dict[str, tuple[Interval, ...]] = {}  # after the heads: tail, today
+        recent: dict[str, tuple[Interval, ...]] = {}  # the same with the open one, bridged
         no_intervals: tuple[Interval, ...] = ()
         for name in names:
             tail = self.tails.get(name, no_intervals)
             closed = recent_closed.get(name)
-            ivs = with_open_sessions(tail + tuple(closed) if closed else tail, opened.get(name))
+            after = tail + tuple(closed) if closed else tail
+            ivs = with_open_sessions(after, opened.get(name))
             if ivs:
-                merged[name] = ivs
+                closed_after[name] = after
                 recent[name] = bridge_midnight_splits(ivs, inp.tz)
         team = self._team(inp, recent, bounds)
         heads, tails = self.heads, self.tails
@@ -171,15 +173,21 @@ class _PastBlock:
 
         def windows(name: str) -> list[AgentWindow | None]:
             """Past part from the head's running totals, the rest clipped as usual; figures
-            of the last poll where nothing they depend on changed."""
-            ivs = merged.get(name, no_intervals)
+            of the last poll where nothing they depend on changed. The closed intervals'
+            figures are kept; an open session (it grows every poll) is added to them."""
+            ivs = closed_after.get(name, no_intervals)
             head = heads.get(name)
-            # What the agent's intervals are made of: the block's tail, the cached days'.
+            open_iv = opened.get(name)
+            # What the agent's closed intervals are made of: the block's tail, the cached days'.
             sources = (tails.get(name), *(d.agents.get(name) for d in recent_days))
             kept = old.get(name)
-            # An open session grows every poll: nothing of it is worth remembering.
-            remember = memo is not None and name not in opened
-            if kept is None or not remember or not kept.same_inputs(head, sources):
+            remember = memo is not None
+            if (
+                kept is None
+                or not remember
+                or len(kept.limits) != len(bounds)  # the windows changed (a fill completed)
+                or not kept.same_inputs(head, sources)
+            ):
                 kept = _Figures(head, sources, len(bounds))
             if remember:
                 new[name] = kept
@@ -187,11 +195,15 @@ class _PastBlock:
             for k, (start, end) in enumerate(bounds):
                 if end <= start:
                     out.append(None)
-                elif kept.still_valid(k, start, end):
-                    out.append(kept.result(k, end - start))
+                    continue
+                seconds, count, held = kept.figures(k, ivs, start, end, remember)
+                if held:
                     memo.reused += 1  # type: ignore[union-attr]
+                if open_iv is None:
+                    out.append(kept.result(k, seconds, count, end - start))
                 else:
-                    out.append(kept.compute(k, ivs, head, start, end, remember))
+                    seconds, count = with_open_part(seconds, count, ivs, open_iv, start, end)
+                    out.append(agent_result(seconds, count, end - start))
             return out
 
         return Parts(names, last_closed, opened, windows, team)
@@ -235,27 +247,31 @@ class _PastBlock:
 
 
 class _Figures:
-    """One agent's window figures as last computed, and how far each stays true.
+    """One agent's window figures as last computed, and for which edges they still hold.
 
-    For window k computed over [s, e]: (seconds, count) from `clip` and the head's running
-    totals, and how far each edge may move right before it reaches one of the agent's
-    interval boundaries (0 when it is inside an interval). While the agent's inputs are the
-    same objects (its past head, its cached days' entries; no open session) and both edges
-    moved less than that, the same intervals lie wholly inside the window and no clip
-    correction applies: `clip` would add the same lengths in the same order, so the figures
-    are the same floats. Only the ratio is recomputed where the window's length changed
-    (today grows by a minute each poll).
+    `clip` sums the whole lengths of the intervals sharing time with a window, then takes
+    off the first one's part before the window and the last one's after it. For window k it
+    keeps that inner sum per sequence (the past head's, the recent intervals'), the first
+    and last boundary, the count, and the range of start and end edges for which the same
+    intervals are inside: between the boundaries either side of each edge. While the agent's
+    inputs are the same objects (its past head, its cached days' entries) and both edges
+    stay in range, a poll only redoes the two corrections, the same operations in the same
+    order as a fresh clip: the same floats. An edge inside an interval (a rolling window
+    starting while the agent was available a day ago) stays in range for as long as that
+    interval lasts.
     """
 
-    __slots__ = ("head", "sources", "bounds", "free", "figures", "last")
+    __slots__ = ("head", "sources", "limits", "pieces", "last")
 
     def __init__(self, head: Tally | None, sources: tuple, windows: int):
         self.head = head
         self.sources = sources
-        self.bounds: list[tuple[float, float] | None] = [None] * windows
-        self.free: list[tuple[float, float]] = [(0.0, 0.0)] * windows
-        self.figures: list[tuple[float, int]] = [(0.0, 0)] * windows
-        self.last: list[tuple[float, AgentWindow | None]] = [(math.nan, None)] * windows
+        # (start >=, start <, end >, end <=) per window: where `pieces` hold
+        self.limits: list[tuple[float, float, float, float] | None] = [None] * windows
+        self.pieces: list[_Pieces] = [_NO_PIECES] * windows
+        self.last: list[tuple[float, int, float, AgentWindow | None]] = [
+            (math.nan, 0, math.nan, None)
+        ] * windows
 
     def same_inputs(self, head: Tally | None, sources: tuple) -> bool:
         return (
@@ -264,54 +280,107 @@ class _Figures:
             and all(a is b for a, b in zip(self.sources, sources, strict=True))
         )
 
-    def still_valid(self, k: int, start: float, end: float) -> bool:
-        b = self.bounds[k]
-        if b is None:
-            return False
-        (s0, e0), (free_s, free_e) = b, self.free[k]
-        return s0 <= start < s0 + free_s and e0 <= end < e0 + free_e
-
-    def result(self, k: int, length: float) -> AgentWindow | None:
-        last_length, window = self.last[k]
-        if length != last_length:
-            window = agent_result(*self.figures[k], length)
-            self.last[k] = (length, window)
-        return window
-
-    def compute(
+    def figures(
         self,
         k: int,
         ivs: Sequence[Interval],
-        head: Tally | None,
         start: float,
         end: float,
-        remember: bool = True,
-    ) -> AgentWindow | None:
-        seconds, count = clip(ivs, start, end) if ivs else (0.0, 0)
-        head_ivs = head.intervals if head is not None else ()
-        if head_ivs and start < head_ivs[-1].end:
-            more, n = head.clip(start, end)  # type: ignore[union-attr]
-            seconds, count = more + seconds, n + count
-        window = agent_result(seconds, count, end - start)
-        if remember:
-            self.bounds[k] = (start, end)
-            self.free[k] = (_free(start, ivs, head_ivs), _free(end, ivs, head_ivs))
-            self.figures[k] = (seconds, count)
-            self.last[k] = (end - start, window)
+        remember: bool,
+    ) -> tuple[float, int, bool]:
+        """(seconds, count) of the closed intervals in window k, and whether kept ones held."""
+        lim = self.limits[k]
+        if lim is not None and lim[0] <= start < lim[1] and lim[2] < end <= lim[3]:
+            pieces, kept = self.pieces[k], True
+        else:
+            pieces, lim = _pieces(ivs, self.head, start, end)
+            kept = False
+            if remember:
+                self.limits[k], self.pieces[k] = lim, pieces
+        head, recent, count = pieces
+        seconds = 0.0
+        if recent is not None:
+            seconds = corrected(*recent, start, end)
+        if head is not None:
+            seconds = corrected(*head, start, end) + seconds
+        return seconds, count, kept
+
+    def result(self, k: int, seconds: float, count: int, length: float) -> AgentWindow | None:
+        """agent_result, the same object as last poll's where its figures are the same."""
+        if self.last[k][:3] == (seconds, count, length):
+            return self.last[k][3]
+        window = agent_result(seconds, count, length)
+        self.last[k] = (seconds, count, length, window)
         return window
 
 
-def _free(x: float, *sequences: Sequence[Interval]) -> float:
-    """How far `x` can move right before it touches an interval of these sorted, merged
-    sequences (0 when it is inside or at the start of one)."""
-    free = math.inf
-    for ivs in sequences:
-        i = bisect_right(ivs, x, key=_END)  # the first interval ending after x
-        if i < len(ivs):
-            if ivs[i].start <= x:
-                return 0.0
-            free = min(free, ivs[i].start - x)
-    return free
+# (inner sum, first start, last end) of the past head's and of the recent intervals inside a
+# window (None where none is), and their positive intervals' count.
+_Piece = tuple[float, float, float]
+_Pieces = tuple[_Piece | None, _Piece | None, int]
+_NO_PIECES: _Pieces = (None, None, 0)
+
+
+def _pieces(
+    ivs: Sequence[Interval], head: Tally | None, start: float, end: float
+) -> tuple[_Pieces, tuple[float, float, float, float]]:
+    lim = [-math.inf, math.inf, -math.inf, math.inf]
+    recent_piece = head_piece = None
+    count = 0
+    if ivs:
+        i = bisect_right(ivs, start, key=_END)
+        j = bisect_left(ivs, end, i, key=_START)
+        _narrow(lim, ivs, i, j)
+        if i < j:
+            inner, count = inner_sum(ivs, i, j)
+            recent_piece = (inner, ivs[i].start, ivs[j - 1].end)
+    if head is not None and head.intervals:
+        hivs = head.intervals
+        i, j = head.bisect(start, end)
+        _narrow(lim, hivs, i, j)
+        if i < j:
+            inner, n = head.inner_sum(i, j)
+            head_piece = (inner, hivs[i].start, hivs[j - 1].end)
+            count += n
+    return (head_piece, recent_piece, count), (lim[0], lim[1], lim[2], lim[3])
+
+
+def _narrow(lim: list[float], ivs: Sequence[Interval], i: int, j: int) -> None:
+    """Narrow `lim` to the edges for which bisecting `ivs` gives the same i and j again."""
+    n = len(ivs)
+    if i > 0:
+        lim[0] = max(lim[0], ivs[i - 1].end)
+    if i < n:
+        lim[1] = min(lim[1], ivs[i].end)
+    if j > 0:
+        lim[2] = max(lim[2], ivs[j - 1].start)
+    if j < n:
+        lim[3] = min(lim[3], ivs[j].start)
+
+
+def with_open_part(
+    seconds: float,
+    count: int,
+    closed: Sequence[Interval],
+    open_: Interval,
+    start: float,
+    end: float,
+) -> tuple[float, int]:
+    """Window figures of the closed intervals plus the open session's share of [start, end].
+
+    The open session starts at or after every closed interval's end (exporter.sessions), so
+    the two never overlap; where it starts exactly at the last one's end they are one merged
+    interval (`with_open_sessions`), which counts once. The sum is the same for a kept and a
+    fresh figure, so a kept closed part gives the same float as computing it again.
+    """
+    part = min(end, open_.end) - max(start, open_.start)
+    if part <= 0:
+        return seconds, count
+    if closed:
+        last = closed[-1]
+        if last.end == open_.start and last.start < last.end and start < last.end:
+            count -= 1  # the merged interval was already counted by its closed half
+    return seconds + part, count + 1
 
 
 def _reach(intervals: Sequence[Interval], split: float) -> float:

@@ -6,14 +6,17 @@ import re
 from datetime import date, time, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter.availability import clip
 from exporter.config.model import AgentFilter, Staffing, StaffingRule, Window
+from exporter.intervals import merge_intervals
 from exporter.localtime import day_start
 from exporter.model import AgentDay, AgentLive, DayHistory, Interval, LiveStatus
-from exporter.pastdays import PastDays
-from exporter.sessions import Streak
+from exporter.pastdays import PastDays, with_open_part
+from exporter.sessions import Streak, with_open_sessions
 from exporter.snapshot import SnapshotInputs, build_snapshot
 
 ZONES = [ZoneInfo(z) for z in ("UTC", "Europe/Berlin", "Asia/Kolkata", "America/Santiago")]
@@ -229,3 +232,94 @@ def test_kept_concurrency_answers_like_a_fresh_one(raw, starts):
     fresh = Concurrency(agents, base - 10, end, [(base - 10, end, 3)])
     for s in starts:
         assert kept.span(base + s, end) == fresh.span(base + s, end)
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    tz=st.sampled_from(ZONES),
+    history=st.lists(day_sessions, min_size=9, max_size=9),
+    fraction=st.sampled_from([0.0, 0.001, 0.123, 0.7]),
+    start_into=st.sampled_from([7300, 30000, 50000]),
+    steps=st.lists(st.sampled_from([0.25, 60.0, 61.7, 600.0, 3600.0]), min_size=2, max_size=12),
+    streak_ages=st.dictionaries(st.sampled_from(AGENTS), st.sampled_from([0, 60, 9000, 90000])),
+)
+def test_kept_figures_equal_fresh_ones_as_window_edges_slide(
+    tz, history, fraction, start_into, steps, streak_ages
+):
+    """Polls on the same cached days, `now` moving on: the figures kept between polls (edges
+    inside an interval, open sessions added on top) are the floats a fresh memo computes."""
+    days = [
+        day_history(TODAY - timedelta(days=8 - i), tz, history[i] if i else {}) for i in range(9)
+    ]
+    # Off whole seconds, as Rocket.Chat's milliseconds are: float sums must agree bit for bit.
+    days = [
+        DayHistory(
+            day=d.day,
+            agents={
+                n: AgentDay(
+                    n, tuple(Interval(iv.start + fraction, iv.end) for iv in a.intervals), None
+                )
+                for n, a in d.agents.items()
+            },
+            total=d.total,
+        )
+        for d in days
+    ]
+    midnight = day_start(TODAY, tz)
+    now = midnight + start_into + fraction
+    today = days[-1]
+    past = PastDays()
+    reused = 0
+    for step in steps:
+        now = min(now + step, day_start(TODAY + timedelta(days=1), tz) - 1)
+        closed = DayHistory(
+            day=TODAY,
+            agents={
+                n: AgentDay(n, tuple(iv for iv in a.intervals if iv.end <= now), None)
+                for n, a in today.agents.items()
+            },
+            total=today.total,
+        )
+        # Same objects while nothing closed since the last poll, as the parse memo keeps them.
+        if days[-1].agents.keys() != closed.agents.keys() or any(
+            days[-1].agents[n].intervals != a.intervals for n, a in closed.agents.items()
+        ):
+            days[-1] = closed
+        streaks = {n: Streak(now - age, now) for n, age in streak_ages.items()}
+        inp = inputs(tz, days, now, streaks, None)
+        assert build_snapshot(inp, now, past) == build_snapshot(inp, now, PastDays())
+        reused += past.reused
+    assert reused > 0 or not any(d.agents for d in days[1:])
+
+
+def test_an_open_session_touching_the_last_closed_interval_counts_once():
+    closed = (Interval(0.0, 10.0), Interval(20.0, 30.0))
+    open_ = Interval(30.0, 50.0)
+    seconds, count = clip(closed, 25.0, 40.0)
+    assert with_open_part(seconds, count, closed, open_, 25.0, 40.0) == (15.0, 1)
+    # The window starts where the closed interval ends: only the open half counts.
+    assert with_open_part(*clip(closed, 30.0, 40.0), closed, open_, 30.0, 40.0) == (10.0, 1)
+    # A zero-length last interval was never counted, so nothing is taken off.
+    point = (Interval(0.0, 10.0), Interval(30.0, 30.0))
+    assert with_open_part(*clip(point, 5.0, 40.0), point, open_, 5.0, 40.0) == (15.0, 2)
+
+
+_instants = st.integers(0, 200).map(float)
+
+
+@given(
+    st.lists(st.tuples(_instants, st.integers(0, 20).map(float)), max_size=6),
+    st.integers(0, 30).map(float),
+    st.integers(0, 60).map(float),
+    _instants,
+    st.integers(1, 120).map(float),
+)
+def test_open_part_equals_clipping_the_merged_intervals(raw, gap, length, start, width):
+    closed, _ = merge_intervals(Interval(s, s + d) for s, d in raw)
+    begins = (closed[-1].end if closed else 0.0) + gap
+    open_ = Interval(begins, begins + length)
+    end = start + width
+    seconds, count = with_open_part(*clip(closed, start, end), closed, open_, start, end)
+    want_seconds, want_count = clip(with_open_sessions(closed, open_), start, end)
+    assert count == want_count
+    assert seconds == pytest.approx(want_seconds, abs=1e-9)
