@@ -59,8 +59,9 @@ class ServerView:
 
 Sample = tuple[str, float]  # (rendered label set including braces, value)
 Lines = Callable[[str, ServerView], list[str]]  # (metric name, one server) -> sample lines
-# One agent's rendered lines of one family, by agent, with the values they were rendered from.
-Memo = dict[str, tuple[tuple, str]]
+# One agent's rendered lines of one family, by agent: the figures they were rendered from,
+# the line per window, and the lines joined.
+Memo = dict[str, tuple[tuple, list[str], str]]
 # (metric name, one server, the previous render's memo, the memo to fill) -> text chunks
 MemoLines = Callable[[str, ServerView, Memo, Memo], list[str]]
 
@@ -128,8 +129,9 @@ def _samples(extract: Callable[[ServerView], Iterable[Sample]]) -> Lines:
 
 def _agent_window_lines(attr: str) -> MemoLines:
     """Per agent and window: three quarters of a large page. Each agent's lines are one chunk,
-    reused from the previous render when the agent's windows and values are the same: only
-    the agents whose figures moved are formatted again."""
+    reused from the previous render when the agent's figures are the same; otherwise only the
+    lines whose value moved are formatted again (today's ratio moves every poll for every
+    agent with time today, the other windows' lines mostly do not)."""
     value = attrgetter(attr)
 
     def lines(name: str, view: ServerView, old: Memo, new: Memo) -> list[str]:
@@ -139,14 +141,29 @@ def _agent_window_lines(attr: str) -> MemoLines:
         server = escape_label(snap.server)
         out = []
         for row in snap.agents:
-            key = tuple([(window, value(stats)) for window, stats in row.windows])
+            windows = row.windows
             kept = old.get(row.agent)
-            if kept is not None and kept[0] == key:
-                text = kept[1]
+            # The past-days memo hands back the same AgentWindow objects while their figures
+            # hold, so this comparison is mostly identity checks.
+            if kept is not None and kept[0] == windows:
+                new[row.agent] = kept
+                out.append(kept[2])
+                continue
+            head = f'{name}{{server="{server}",agent="{escape_label(row.agent)}",window="'
+            if kept is not None and len(kept[0]) == len(windows):
+                fresh = [
+                    line
+                    if was[0] == window and value(was[1]) == value(stats)
+                    else f'{head}{escape_label(window)}"}} {fmt(value(stats))}\n'
+                    for (window, stats), was, line in zip(windows, kept[0], kept[1], strict=True)
+                ]
             else:
-                head = f'{name}{{server="{server}",agent="{escape_label(row.agent)}",window="'
-                text = "".join(f'{head}{escape_label(window)}"}} {fmt(v)}\n' for window, v in key)
-            new[row.agent] = (key, text)
+                fresh = [
+                    f'{head}{escape_label(window)}"}} {fmt(value(stats))}\n'
+                    for window, stats in windows
+                ]
+            text = "".join(fresh)
+            new[row.agent] = (windows, fresh, text)
             out.append(text)
         return out
 

@@ -1,8 +1,9 @@
 """The /metrics page: each server's part rendered on its own, all parts joined.
 
-A server's part (`ServerPage`) holds its sample lines family by family, each also deflated,
-so that joining the servers' parts into the plain and the gzipped page is a copy, whatever
-changed. The families and their lines are exporter.exposition's.
+A server's part (`ServerPage`) holds its sample lines family by family, each also deflated
+and with its CRC-32, so that joining the servers' parts into the plain and the gzipped page
+is a list of references, whatever changed: no byte of another server's part is copied or
+read again when one server updates. The families and their lines are exporter.exposition's.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from exporter.crc import crc32_combine
 from exporter.exposition import FAMILIES, POLLED, PREFIX, Family, Memo, ServerView
 
 
@@ -22,18 +25,20 @@ class ServerPage:
     also kept deflated, so the gzip page is a join too (see `join`).
     """
 
-    __slots__ = ("chunks", "deflated", "memos")
+    __slots__ = ("chunks", "deflated", "crcs", "memos")
 
     def __init__(
         self,
         chunks: tuple[bytes, ...],
         memos: dict[int, Memo] | None = None,
         deflated: tuple[bytes, ...] | None = None,
+        crcs: tuple[int, ...] | None = None,
     ):
         self.chunks = chunks  # aligned with FAMILIES; b"" where the server has no sample
         if deflated is None:
             deflated = tuple(_deflate(c) if c else b"" for c in chunks)
         self.deflated = deflated
+        self.crcs = crcs if crcs is not None else tuple(map(zlib.crc32, chunks))
         self.memos = memos or {}  # per family index: what the next render may reuse
 
 
@@ -69,12 +74,14 @@ def render_server(
 def _health_only(view: ServerView, previous: ServerPage) -> ServerPage:
     chunks = list(previous.chunks)
     deflated = list(previous.deflated)
+    crcs = list(previous.crcs)
     for i, family in enumerate(FAMILIES):
         if family.reads == "health":
             assert family.lines is not None
             text = "".join(family.lines(PREFIX + family.name, view)).encode("utf-8", "replace")
             chunks[i], deflated[i] = text, _deflate(text) if text else b""
-    return ServerPage(tuple(chunks), previous.memos, tuple(deflated))
+            crcs[i] = zlib.crc32(text)
+    return ServerPage(tuple(chunks), previous.memos, tuple(deflated), tuple(crcs))
 
 
 def _header(family: Family) -> bytes:
@@ -96,31 +103,98 @@ def _deflate(data: bytes) -> bytes:
 
 
 _HEADERS_DEFLATED = tuple(_deflate(h) for h in _HEADERS)
+_HEADER_CRCS = tuple(map(zlib.crc32, _HEADERS))
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, mtime 0, OS unknown
 _FINAL_BLOCK = b"\x03\x00"  # an empty, final fixed-Huffman block
+# Parts smaller than this are joined with their neighbours before they are kept: one write
+# per part on a scrape, and most families are a few lines per server.
+_SMALL = 1 << 16
+
+
+@dataclass(frozen=True, slots=True)
+class JoinedPage:
+    """The whole page as parts to send one after another, plain and gzipped.
+
+    `deflated` is the gzip header and every part's deflate segment, sync-flushed and not
+    final: a tail deflated on its own continues the stream, and the trailer's CRC-32 is
+    continued from `crc` (the plain page's). One gzip member, since not every client reads
+    concatenated members (httpx, for one, stops after the first).
+    """
+
+    plain: tuple[bytes, ...]
+    deflated: tuple[bytes, ...]
+    crc: int  # CRC-32 of the plain page
+    size: int  # its length in bytes
+
+    def plain_with(self, tail: bytes) -> tuple[bytes, ...]:
+        return (*self.plain, tail)
+
+    def gzip_with(self, tail: bytes) -> tuple[bytes, ...]:
+        """The gzip page with `tail` appended, still one member: the stream is finished by
+        the tail's own final segment."""
+        z = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
+        end = z.compress(tail) + z.flush(zlib.Z_FINISH)
+        total = (self.size + len(tail)) & 0xFFFFFFFF
+        return (*self.deflated, end + struct.pack("<II", zlib.crc32(tail, self.crc), total))
+
+    def plain_bytes(self) -> bytes:
+        return b"".join(self.plain)
+
+    def gzip_bytes(self) -> bytes:
+        trailer = struct.pack("<II", self.crc, self.size & 0xFFFFFFFF)
+        return b"".join((*self.deflated, _FINAL_BLOCK, trailer))
+
+
+EMPTY_PAGE = JoinedPage((), (_GZIP_HEADER,), 0, 0)
+
+
+def join_parts(pages: Sequence[ServerPage]) -> JoinedPage:
+    """The whole /metrics page from every server's part, without copying them.
+
+    Each family's header appears once, followed by every server's samples of it, as the text
+    format requires. No line is rendered, compressed or checksummed here: the page's CRC-32
+    is combined from the parts' own, so the cost grows with the number of parts (families
+    times servers), not with their bytes.
+    """
+    plain: list[bytes] = []
+    packed: list[bytes] = [_GZIP_HEADER]
+    crc = size = 0
+    for i, header in enumerate(_HEADERS):
+        present = [p for p in pages if p.chunks[i]]
+        if not present:
+            continue
+        plain.append(header)
+        packed.append(_HEADERS_DEFLATED[i])
+        crc, size = crc32_combine(crc, _HEADER_CRCS[i], header), size + len(header)
+        for p in present:
+            chunk = p.chunks[i]
+            plain.append(chunk)
+            packed.append(p.deflated[i])
+            crc, size = crc32_combine(crc, p.crcs[i], chunk), size + len(chunk)
+    return JoinedPage(_coalesce(plain), _coalesce(packed), crc, size)
+
+
+def _coalesce(parts: list[bytes]) -> tuple[bytes, ...]:
+    """Runs of small parts joined into one; large parts kept as they are (not copied)."""
+    out: list[bytes] = []
+    run: list[bytes] = []
+    for part in parts:
+        if len(part) < _SMALL:
+            run.append(part)
+            continue
+        if run:
+            out.append(b"".join(run))
+            run = []
+        out.append(part)
+    if run:
+        out.append(b"".join(run))
+    return tuple(out)
 
 
 def join(pages: Sequence[ServerPage]) -> tuple[bytes, bytes]:
-    """The whole /metrics page, plain and gzipped, from every server's part.
-
-    Each family's header appears once, followed by every server's samples of it, as the text
-    format requires. No line is rendered or compressed here: both pages are concatenations
-    (plus one CRC-32 pass over the plain page), so their cost does not depend on how the
-    servers' data changed.
-    """
-    plain: list[bytes] = []
-    packed: list[bytes] = []
-    for i, header in enumerate(_HEADERS):
-        chunks = [p.chunks[i] for p in pages if p.chunks[i]]
-        if not chunks:
-            continue
-        plain.append(header)
-        plain.extend(chunks)
-        packed.append(_HEADERS_DEFLATED[i])
-        packed.extend(p.deflated[i] for p in pages if p.chunks[i])
-    page = b"".join(plain)
-    trailer = struct.pack("<II", zlib.crc32(page), len(page) & 0xFFFFFFFF)
-    return page, b"".join((_GZIP_HEADER, *packed, _FINAL_BLOCK, trailer))
+    """The whole page, plain and gzipped, as two byte strings (see join_parts)."""
+    joined = join_parts(pages)
+    return joined.plain_bytes(), joined.gzip_bytes()
 
 
 def render(views: Sequence[ServerView]) -> bytes:

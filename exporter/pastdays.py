@@ -171,6 +171,9 @@ class _PastBlock:
             memo.figures = new
             memo.reused = 0
 
+        recent_maps = [d.agents for d in recent_days]
+        remember = memo is not None
+
         def windows(name: str) -> list[AgentWindow | None]:
             """Past part from the head's running totals, the rest clipped as usual; figures
             of the last poll where nothing they depend on changed. The closed intervals'
@@ -179,32 +182,23 @@ class _PastBlock:
             head = heads.get(name)
             open_iv = opened.get(name)
             # What the agent's closed intervals are made of: the block's tail, the cached days'.
-            sources = (tails.get(name), *(d.agents.get(name) for d in recent_days))
+            sources = (head, tails.get(name), *[agents.get(name) for agents in recent_maps])
             kept = old.get(name)
-            remember = memo is not None
             if (
                 kept is None
                 or not remember
                 or len(kept.limits) != len(bounds)  # the windows changed (a fill completed)
-                or not kept.same_inputs(head, sources)
+                # Mostly identity checks (the parse memo keeps unchanged agents' objects);
+                # equal values give equal figures as well.
+                or kept.sources != sources
             ):
                 kept = _Figures(head, sources, len(bounds))
             if remember:
                 new[name] = kept
-            out: list[AgentWindow | None] = []
-            for k, (start, end) in enumerate(bounds):
-                if end <= start:
-                    out.append(None)
-                    continue
-                seconds, count, held = kept.figures(k, ivs, start, end, remember)
-                if held:
-                    memo.reused += 1  # type: ignore[union-attr]
-                if open_iv is None:
-                    out.append(kept.result(k, seconds, count, end - start))
-                else:
-                    seconds, count = with_open_part(seconds, count, ivs, open_iv, start, end)
-                    out.append(agent_result(seconds, count, end - start))
-            return out
+                out, held = kept.windows(ivs, bounds, open_iv, True)
+                memo.reused += held  # type: ignore[union-attr]
+                return out
+            return kept.windows(ivs, bounds, open_iv, False)[0]
 
         return Parts(names, last_closed, opened, windows, team)
 
@@ -273,45 +267,46 @@ class _Figures:
             (math.nan, 0, math.nan, None)
         ] * windows
 
-    def same_inputs(self, head: Tally | None, sources: tuple) -> bool:
-        return (
-            self.head is head
-            and len(self.sources) == len(sources)
-            and all(a is b for a, b in zip(self.sources, sources, strict=True))
-        )
-
-    def figures(
+    def windows(
         self,
-        k: int,
         ivs: Sequence[Interval],
-        start: float,
-        end: float,
+        bounds: Sequence[tuple[float, float]],
+        open_iv: Interval | None,
         remember: bool,
-    ) -> tuple[float, int, bool]:
-        """(seconds, count) of the closed intervals in window k, and whether kept ones held."""
-        lim = self.limits[k]
-        if lim is not None and lim[0] <= start < lim[1] and lim[2] < end <= lim[3]:
-            pieces, kept = self.pieces[k], True
-        else:
-            pieces, lim = _pieces(ivs, self.head, start, end)
-            kept = False
-            if remember:
-                self.limits[k], self.pieces[k] = lim, pieces
-        head, recent, count = pieces
-        seconds = 0.0
-        if recent is not None:
-            seconds = corrected(*recent, start, end)
-        if head is not None:
-            seconds = corrected(*head, start, end) + seconds
-        return seconds, count, kept
-
-    def result(self, k: int, seconds: float, count: int, length: float) -> AgentWindow | None:
-        """agent_result, the same object as last poll's where its figures are the same."""
-        if self.last[k][:3] == (seconds, count, length):
-            return self.last[k][3]
-        window = agent_result(seconds, count, length)
-        self.last[k] = (seconds, count, length, window)
-        return window
+    ) -> tuple[list[AgentWindow | None], int]:
+        """The agent's figures per window, and in how many windows the kept pieces held."""
+        out: list[AgentWindow | None] = []
+        held = 0
+        limits, kept_pieces, last = self.limits, self.pieces, self.last
+        for k, (start, end) in enumerate(bounds):
+            if end <= start:
+                out.append(None)
+                continue
+            lim = limits[k]
+            if lim is not None and lim[0] <= start < lim[1] and lim[2] < end <= lim[3]:
+                pieces = kept_pieces[k]
+                held += 1
+            else:
+                pieces, lim = _pieces(ivs, self.head, start, end)
+                if remember:
+                    limits[k], kept_pieces[k] = lim, pieces
+            head, recent, count = pieces
+            seconds = 0.0
+            if recent is not None:
+                seconds = corrected(*recent, start, end)
+            if head is not None:
+                seconds = corrected(*head, start, end) + seconds
+            length = end - start
+            if open_iv is not None:
+                seconds, count = with_open_part(seconds, count, ivs, open_iv, start, end)
+                out.append(agent_result(seconds, count, length))
+            elif last[k][:3] == (seconds, count, length):
+                out.append(last[k][3])  # the same object as last poll's: the page reuses it
+            else:
+                window = agent_result(seconds, count, length)
+                last[k] = (seconds, count, length, window)
+                out.append(window)
+        return out, held
 
 
 # (inner sum, first start, last end) of the past head's and of the recent intervals inside a

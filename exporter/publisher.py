@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from exporter.exposition import ServerHealth, ServerView
-from exporter.page import ServerPage, join, render_server
+from exporter.page import EMPTY_PAGE, JoinedPage, ServerPage, join_parts, render_server
 from exporter.snapshot import ServerSnapshot
 
 
@@ -55,8 +55,7 @@ class Publisher:
         self._render_locks = {name: threading.Lock() for name in servers}
         self._generation = 0  # bumped whenever a part changes
         self._joined_generation = -1
-        self._page = b""
-        self._page_gz = b""
+        self._page: JoinedPage = EMPTY_PAGE
 
     # ---- poller side ----------------------------------------------------------------------------
 
@@ -79,11 +78,22 @@ class Publisher:
     # ---- HTTP side ------------------------------------------------------------------------------
 
     def page(self, now: float, gzipped: bool = False) -> bytes:
+        """The whole page as one byte string (the CLI's --once, tests, benchmarks)."""
+        page = self.joined(now)
+        return page.gzip_bytes() if gzipped else page.plain_bytes()
+
+    def parts(self, now: float, tail: bytes, gzipped: bool = False) -> tuple[bytes, ...]:
+        """The page with `tail` appended, as parts to send one after another (the web
+        layer): the servers' parts are sent as they are, never joined into one copy."""
+        page = self.joined(now)
+        return page.gzip_with(tail) if gzipped else page.plain_with(tail)
+
+    def joined(self, now: float) -> JoinedPage:
         changed = [name for name in self._names if self._part_key(name, now) != self._key(name)]
         if changed or self._joined_generation != self._generation:
             self._refresh(changed, now)
         with self._lock:
-            return self._page_gz if gzipped else self._page
+            return self._page
 
     def views(self, now: float) -> list[ServerView]:
         with self._lock:
@@ -194,8 +204,8 @@ class Publisher:
         with self._lock:
             generation = self._generation
             parts = [self._parts[n].page for n in self._names if n in self._parts]
-        plain, packed = join(parts)
+        joined = join_parts(parts)
         with self._lock:
             if generation > self._joined_generation:
-                self._page, self._page_gz = plain, packed
+                self._page = joined
                 self._joined_generation = generation

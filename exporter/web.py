@@ -10,15 +10,12 @@ deadlines are in weblisten.py.
 from __future__ import annotations
 
 import contextlib
-import gzip as _gzip
 import html
 import io
 import logging
 import socket
 import ssl
-import struct
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
@@ -123,37 +120,6 @@ def landing_page(publisher: Publisher, now: float, metrics_path: str = "/metrics
     return body.encode("utf-8", "replace")  # text is cleaned at the edge; this is a backstop
 
 
-_FINAL_BLOCK = b"\x03\x00"  # an empty final deflate block, as page.join ends its stream
-_SYNC_FLUSH = b"\x00\x00\xff\xff"  # the empty stored block a sync flush ends a segment with
-
-
-def gzip_with_tail(gz: bytes, tail: bytes) -> bytes:
-    """The publisher's gzip page with `tail` appended, still ONE gzip member (joined)."""
-    return b"".join(gzip_parts_with_tail(gz, tail))
-
-
-def gzip_parts_with_tail(gz: bytes, tail: bytes) -> tuple[bytes | memoryview, ...]:
-    """The publisher's gzip page with `tail` appended, as parts to send one after another.
-
-    page.join ends the page's deflate stream with sync-flushed segments and an empty
-    final block: dropping that block (and the trailer) leaves a stream that a freshly deflated
-    tail can continue, with the trailer's CRC-32 continued from the page's. One member, since
-    not every client reads concatenated members (httpx, for one, stops after the first). The
-    page itself is not copied (a view of it is sent): a scrape holds the GIL for the small
-    tail only, not for a copy of a page of megabytes. Any other input is recompressed:
-    slower, never wrong.
-    """
-    body = memoryview(gz)[:-10]
-    ours = gz[-10:-8] == _FINAL_BLOCK and (len(body) == 10 or gz[-14:-10] == _SYNC_FLUSH)
-    if len(gz) < 20 or not ours:
-        return (_gzip.compress(_gzip.decompress(gz) + tail, compresslevel=1, mtime=0),)
-    crc, size = struct.unpack("<II", gz[-8:])
-    z = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
-    end = z.compress(tail) + z.flush(zlib.Z_FINISH)
-    total = (size + len(tail)) & 0xFFFFFFFF
-    return (body, end + struct.pack("<II", zlib.crc32(tail, crc), total))
-
-
 def make_handler(
     publisher: Publisher,
     clock: Callable[[], float] = time.time,
@@ -224,9 +190,8 @@ def make_handler(
             path = self.path.split("?", 1)[0]
             if path == telemetry_path:
                 gz = "gzip" in self.headers.get("Accept-Encoding", "")
-                page, fresh = publisher.page(clock(), gzipped=gz), metrics.render()
                 # Sent in parts, not joined: joining copied the whole page on every scrape.
-                parts = gzip_parts_with_tail(page, fresh) if gz else (page, fresh)
+                parts = publisher.parts(clock(), metrics.render(), gzipped=gz)
                 self._send(200, CONTENT_TYPE, parts, gzip=gz)
             elif path == "/":
                 page = landing_page(publisher, clock(), metrics_path=telemetry_path)

@@ -311,7 +311,13 @@ def test_a_render_reusing_the_previous_page_is_byte_identical():
     row = first.snapshot.agents[0]
     moved = replace(row, windows=(("1h", AgentWindow(1860.0, 0.5166666666666667, 2)),))
     added = replace(row, agent="bob", windows=(("today", AgentWindow(60.0, 0.01, 1)),))
-    for agents in [(row,), (moved,), (moved, added), (added,), ()]:
+    hour, day = AgentWindow(1860.0, 0.5, 2), AgentWindow(60.0, 0.01, 1)
+    two = replace(row, windows=(("1h", hour), ("today", day)))
+    # One line of two moves (today's ratio, every poll); then a window gives way to another.
+    one_moved = replace(row, windows=(("1h", hour), ("today", AgentWindow(60.0, 0.02, 1))))
+    renamed = replace(row, windows=(("1h", hour), ("week", AgentWindow(60.0, 0.02, 1))))
+    sequence = [(row,), (moved,), (moved, added), (added,), (), (two,), (one_moved,), (renamed,)]
+    for agents in sequence:
         view = ServerView(health(), replace(first.snapshot, agents=agents))
         reused = render_server(view, page1)
         assert reused.chunks == render_server(view).chunks

@@ -7,20 +7,17 @@ import gzip
 import platform
 import re
 import socket
-import struct
 import time
 import urllib.request
 import zlib
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from exporter import __version__, weblisten
 from exporter.exposition import ServerHealth
 from exporter.process_metrics import PROCESS_METRIC_NAMES
 from exporter.publisher import Publisher
-from exporter.web import WebServer, gzip_with_tail, parse_listen_address
+from exporter.web import WebServer, parse_listen_address
 from tests.support.procs import http_get
 from tests.test_exposition import health, snapshot
 
@@ -159,25 +156,6 @@ def test_gzip_is_one_member_holding_page_and_fresh_tail(served):
     text = one.decompress(raw) + one.flush()
     assert one.eof and one.unused_data == b""
     assert text.startswith(pub.page(1000.0)) and b"\nprocess_open_fds " in text
-
-
-@given(parts=st.lists(st.binary(max_size=3000), max_size=4), tail=st.binary(max_size=3000))
-def test_gzip_tail_round_trips(parts, tail):
-    """On the publisher's gzip page (sync-flushed segments, empty final block) and on any
-    other gzip (recompressed: never wrong, only slower)."""
-    segments = [z.compress(p) + z.flush(zlib.Z_SYNC_FLUSH) for p in parts for z in [_raw()]]
-    page = b"".join(parts)
-    trailer = struct.pack("<II", zlib.crc32(page), len(page))
-    ours = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + b"".join(segments)
-    ours += b"\x03\x00" + trailer
-    joined = gzip_with_tail(ours, tail)
-    assert joined.startswith(ours[:-10])  # appended to, not recompressed
-    assert gzip.decompress(joined) == page + tail
-    assert gzip.decompress(gzip_with_tail(gzip.compress(page), tail)) == page + tail
-
-
-def _raw():
-    return zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
 
 
 def test_telemetry_path(tmp_path):
