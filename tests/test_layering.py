@@ -64,6 +64,7 @@ STAGES: dict[str, int] = {
     "exporter.exposition_servicelevel": 6,  # the service-level families (histograms)
     "exporter.publisher": 6,
     "exporter.page": 6,  # a server's part of the page, the joined page (plain, gzip)
+    "exporter.crc": 6,  # CRC-32 of a concatenation from its parts' (the joined gzip page)
     "exporter.poller": 7,
     "exporter.webconfig": 7,
     "exporter.web": 7,
