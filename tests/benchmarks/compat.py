@@ -39,15 +39,21 @@ else:
 RocketChatClient: Any = client_module.RocketChatClient
 
 
-def scrape_bytes(page: bytes, packed: bytes) -> tuple[bytes, bytes]:
+def scrape_bytes(exp: Any) -> tuple[bytes, bytes]:
     """What a scrape of the exporter answers, plain and gzipped: main appends the process's
     own metrics (process_*, read at each scrape) to the publisher's page; 0.1 did not."""
+    page, packed = exp.page(), exp.page(gzipped=True)
     try:
         from exporter.process_metrics import SelfMetrics
-        from exporter.web import gzip_with_tail
     except ImportError:
         return page, packed
     tail = SelfMetrics().render()
+    publisher, now = exp.publisher, exp.clock.now()
+    if hasattr(publisher, "parts"):  # the page as parts (main)
+        plain = b"".join(publisher.parts(now, tail))
+        return plain, b"".join(publisher.parts(now, tail, gzipped=True))
+    from exporter.web import gzip_with_tail  # revisions between 0.1 and the page as parts
+
     return page + tail, gzip_with_tail(packed, tail)
 
 

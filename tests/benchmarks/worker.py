@@ -191,7 +191,7 @@ def _scrape(
     from exporter.web import WebServer
 
     # What a scrape answers (with main's per-scrape process_* lines): nginx serves these bytes.
-    page, packed = compat.scrape_bytes(exp.page(), exp.page(gzipped=True))
+    page, packed = compat.scrape_bytes(exp)
     registry = registry_of(page)
     gl_seconds, gl_bytes = generate_latest_seconds(registry)
     web = WebServer(("127.0.0.1", 0), exp.publisher, clock=exp.clock.now)
