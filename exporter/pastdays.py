@@ -192,7 +192,7 @@ class _PastBlock:
                 # equal values give equal figures as well.
                 or kept.sources != sources
             ):
-                kept = _Figures(head, sources, len(bounds))
+                kept = _Figures(sources, len(bounds))
             if remember:
                 new[name] = kept
                 out, held = kept.windows(ivs, bounds, open_iv, True)
@@ -255,11 +255,10 @@ class _Figures:
     interval lasts.
     """
 
-    __slots__ = ("head", "sources", "limits", "pieces", "last")
+    __slots__ = ("sources", "limits", "pieces", "last")
 
-    def __init__(self, head: Tally | None, sources: tuple, windows: int):
-        self.head = head
-        self.sources = sources
+    def __init__(self, sources: tuple, windows: int):
+        self.sources = sources  # (head, tail, each recent day's entry): what they hold for
         # (start >=, start <, end >, end <=) per window: where `pieces` hold
         self.limits: list[tuple[float, float, float, float] | None] = [None] * windows
         self.pieces: list[_Pieces] = [_NO_PIECES] * windows
@@ -287,7 +286,7 @@ class _Figures:
                 pieces = kept_pieces[k]
                 held += 1
             else:
-                pieces, lim = _pieces(ivs, self.head, start, end)
+                pieces, lim = _pieces(ivs, self.sources[0], start, end)
                 if remember:
                     limits[k], kept_pieces[k] = lim, pieces
             head, recent, count = pieces
